@@ -1,0 +1,145 @@
+//! The HTTP face of the fake: one route, `GET /iam/users`, answering as the real API does and
+//! applying the scripted faults in the order documented on [`super::FakeApi`].
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+
+use super::pagination::{self, BadQuery, PageRequest};
+use super::wire::{Envelope, NOT_AUTHENTICATED};
+use super::{FakeApi, FakeUser, Fault, RecordedRequest};
+
+/// The path of the only endpoint.
+pub(crate) const USERS_PATH: &str = "/iam/users";
+
+pub(crate) fn router(api: FakeApi) -> Router {
+    Router::new()
+        // `any` rather than `get`, so that other methods are still recorded before the 405.
+        .route(USERS_PATH, any(users))
+        .fallback(|| async { json(StatusCode::NOT_FOUND, r#"{"detail": "Not found."}"#) })
+        .with_state(api)
+}
+
+async fn users(State(api): State<FakeApi>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let authorization = header_text(&parts.headers, header::AUTHORIZATION);
+    let authorized = authorization.as_deref().is_some_and(|value| api.accepts(value));
+    api.record(RecordedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        authorized,
+        host: header_text(&parts.headers, header::HOST),
+        authorization,
+    });
+
+    if parts.method != Method::GET {
+        let mut response = json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!(r#"{{"detail": "Method \"{}\" not allowed."}}"#, parts.method),
+        );
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+
+    let fault = api.next_fault();
+    if let Some(Fault::Delay(delay)) = &fault {
+        tokio::time::sleep(*delay).await;
+    }
+    if let Some(replacement) = fault.as_ref().and_then(Fault::replacement) {
+        return replacement;
+    }
+
+    let answer = if !authorized {
+        let mut response = json(StatusCode::UNAUTHORIZED, NOT_AUTHENTICATED);
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("APIKey"));
+        response
+    } else {
+        match PageRequest::parse(&parts.uri) {
+            Ok(page) => list(&api.snapshot(), page, fault.as_ref()),
+            Err(BadQuery(body)) => json(StatusCode::BAD_REQUEST, &body.to_string()),
+        }
+    };
+
+    match fault {
+        Some(Fault::TruncatedBody) => truncate(answer).await,
+        Some(Fault::ConnectionReset) => reset(),
+        _ => answer,
+    }
+}
+
+/// The 200 answer: the envelope when `limit` is given, else the bare array of everyone.
+fn list(users: &[FakeUser], page: PageRequest, fault: Option<&Fault>) -> Response {
+    let total = users.len();
+    let body = match page.limit {
+        Some(limit) => {
+            let size = match fault {
+                Some(Fault::OversizedPage(size)) => *size,
+                _ => limit,
+            };
+            let mut results: Vec<&FakeUser> = match fault {
+                Some(Fault::EmptyPage) => Vec::new(),
+                _ => users[pagination::page_range(total, page.offset, size)].iter().collect(),
+            };
+            if let (Some(Fault::DuplicateFirstUser), Some(first)) = (fault, users.first()) {
+                results.insert(0, first);
+            }
+            let delta = match fault {
+                Some(Fault::CountDelta(delta)) => *delta,
+                _ => 0,
+            };
+            serde_json::to_vec(&Envelope {
+                count: i64::try_from(total).unwrap_or(i64::MAX).saturating_add(delta),
+                next: pagination::next_link(total, page.offset, limit),
+                previous: pagination::previous_link(total, page.offset, limit),
+                results,
+            })
+        }
+        // Unpaginated, only the faults that make sense for a bare array apply.
+        None => match fault {
+            Some(Fault::EmptyPage) => Ok(b"[]".to_vec()),
+            Some(Fault::DuplicateFirstUser) => {
+                serde_json::to_vec(&users.first().into_iter().chain(users).collect::<Vec<_>>())
+            }
+            _ => serde_json::to_vec(users),
+        },
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        // Unreachable in practice: the wire types hold only strings, numbers and booleans.
+        Err(e) => {
+            tracing::error!(error = %e, "fake API: cannot serialize users");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Sends half of `answer`'s body while announcing all of it. The body stream has no known
+/// length, so hyper trusts our Content-Length and closes the connection when the stream ends
+/// short of it, which is what a client sees when an upstream dies mid-body.
+async fn truncate(answer: Response) -> Response {
+    let (mut parts, body) = answer.into_parts();
+    let full = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let sent = full.slice(..full.len() / 2);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(full.len().max(1)));
+    Response::from_parts(parts, Body::from_stream(Body::from(sent).into_data_stream()))
+}
+
+/// An answer that never arrives: the promised body never comes, so hyper aborts the connection
+/// before a client can read a complete response.
+fn reset() -> Response {
+    let mut response = Response::new(Body::from_stream(Body::empty().into_data_stream()));
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(1_u32));
+    response
+}
+
+fn json(status: StatusCode, body: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_owned()).into_response()
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}

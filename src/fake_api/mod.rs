@@ -1,0 +1,228 @@
+//! A built-in fake of the Gcore IAM API (`GET /iam/users`), for `--demo` mode and the tests.
+//!
+//! It keeps the contract of `/work/shared/gcore-iam-users.openapi.yaml`: APIKey auth, the
+//! `limit`/`offset` envelope or the bare array, every field of `User`. Tests script faults and
+//! read back the requests it received; demo mode lets a seeded population drift slowly.
+
+mod demo;
+mod evolution;
+mod fault;
+mod handler;
+mod pagination;
+mod user;
+mod wire;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use fault::Fault;
+pub use user::{
+    ADMINISTRATORS, DEFAULT_CLIENT, ENGINEERS, FakeGroup, FakeUser, IAM_GROUPS, PURGE_API, PURGE_API_WEB, USERS,
+};
+
+use fault::FaultPlan;
+
+/// How long a stopping server waits for requests in flight (a scripted `Delay` may be long).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// One request the fake received on `/iam/users`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// HTTP method, e.g. `GET`.
+    pub method: String,
+    /// The path, `/iam/users`.
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: Option<String>,
+    /// Whether the Authorization header carried the right key.
+    pub authorized: bool,
+    /// The Host header.
+    pub host: Option<String>,
+    /// The Authorization header as sent (tests check the client sends the key it was given).
+    pub authorization: Option<String>,
+}
+
+/// The fake IAM API. Clones share one state, so a test keeps a clone to script faults and
+/// change users while the server runs.
+///
+/// A request to `/iam/users` is handled in this order:
+/// 1. it is recorded, whatever happens next;
+/// 2. a method other than GET gets 405 (no fault is consumed);
+/// 3. the next fault is taken: the first queued one, else the persistent one;
+/// 4. `Delay` sleeps; `Status`, `MalformedJson`, `HtmlOk` and `RedirectTo` are answered
+///    instead, without checking the key (a throttling proxy answers before auth does);
+/// 5. a missing or wrong key gets 401, a bad `limit`/`offset` gets 400;
+/// 6. the users are listed, shaped by `OversizedPage`, `DuplicateFirstUser`, `CountDelta` or
+///    `EmptyPage`;
+/// 7. `TruncatedBody` and `ConnectionReset` spoil the delivery of whatever answer step 5 or 6
+///    produced.
+#[derive(Clone)]
+pub struct FakeApi {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    api_key: String,
+    /// Swapped whole on change, so a request serializes its snapshot without holding the lock.
+    users: RwLock<Arc<Vec<FakeUser>>>,
+    faults: Mutex<FaultPlan>,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+impl FakeApi {
+    /// A fake that accepts `api_key` and lists `users` in this order.
+    pub fn new(api_key: impl Into<String>, users: Vec<FakeUser>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                api_key: api_key.into(),
+                users: RwLock::new(Arc::new(users)),
+                faults: Mutex::default(),
+                requests: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A realistic synthetic account of 420 users, the same for the same seed: all five
+    /// groups, all user and auth types, some deleted users, some in two groups, some without
+    /// name or phone, and always at least one administrator without 2FA and one user who has
+    /// not confirmed the email (so the demo dashboards have something to alert on).
+    pub fn demo(api_key: impl Into<String>, seed: u64) -> Self {
+        Self::new(api_key, demo::population(seed))
+    }
+
+    /// Replaces the listed users.
+    pub fn set_users(&self, users: Vec<FakeUser>) {
+        *self.shared.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
+    }
+
+    /// The listed users, in order.
+    pub fn users(&self) -> Vec<FakeUser> {
+        self.snapshot().as_ref().clone()
+    }
+
+    /// Queues a fault: each queued fault is consumed by exactly one GET of `/iam/users`, FIFO.
+    pub fn push_fault(&self, fault: Fault) {
+        lock(&self.shared.faults).queue.push_back(fault);
+    }
+
+    /// A fault applied to every GET of `/iam/users` while the queue is empty, until cleared
+    /// with `None`.
+    pub fn set_persistent_fault(&self, fault: Option<Fault>) {
+        lock(&self.shared.faults).persistent = fault;
+    }
+
+    /// Every request the fake received on `/iam/users`, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// How many requests the fake received on `/iam/users`.
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared.requests).len()
+    }
+
+    /// The fake as a router, for `tower::ServiceExt::oneshot` or to nest elsewhere.
+    pub fn router(&self) -> axum::Router {
+        handler::router(self.clone())
+    }
+
+    /// Binds 127.0.0.1:`port` (0 = any free port) and serves until `shutdown` is cancelled;
+    /// after that, requests in flight get a short grace period. Returns the bound address and
+    /// the server task.
+    pub async fn spawn(&self, port: u16, shutdown: CancellationToken) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
+        let addr = listener.local_addr()?;
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let task = tokio::spawn(async move {
+            let deadline = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                result = server => {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "fake API server failed");
+                    }
+                }
+                () = deadline => tracing::debug!("fake API: gave up waiting for requests in flight"),
+            }
+        });
+        tracing::debug!(%addr, "fake API listening");
+        Ok((addr, task))
+    }
+
+    /// Demo mode: every `period`, one small random change (invite a user, who starts
+    /// non-activated; activate one; toggle someone's 2FA; delete one; add a group membership),
+    /// never leaving zero non-deleted administrators without 2FA nor zero non-activated users.
+    /// The sequence is the same for the same seed and starting users. Stops on `shutdown`.
+    pub fn spawn_evolution(&self, period: Duration, seed: u64, shutdown: CancellationToken) -> JoinHandle<()> {
+        let api = self.clone();
+        // A zero period would make `interval` panic; a millisecond is already a blur.
+        let period = period.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticks.tick() => {
+                        let change = api.evolve(&mut rng);
+                        tracing::debug!(?change, "fake API: users changed");
+                    }
+                }
+            }
+        })
+    }
+
+    fn evolve(&self, rng: &mut StdRng) -> evolution::Change {
+        let mut guard = self.shared.users.write().unwrap_or_else(PoisonError::into_inner);
+        // Copies the list only if a request is still serializing the old snapshot.
+        evolution::step(Arc::make_mut(&mut guard), rng)
+    }
+
+    fn snapshot(&self) -> Arc<Vec<FakeUser>> {
+        Arc::clone(&self.shared.users.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn next_fault(&self) -> Option<Fault> {
+        lock(&self.shared.faults).next()
+    }
+
+    fn record(&self, request: RecordedRequest) {
+        lock(&self.shared.requests).push(request);
+    }
+
+    /// Whether an Authorization header value carries our key: `APIKey <key>`, the scheme word
+    /// in any case, as the API documents (`apikey 1234$abcdef`).
+    fn accepts(&self, authorization: &str) -> bool {
+        authorization
+            .split_once(' ')
+            .is_some_and(|(scheme, key)| scheme.eq_ignore_ascii_case("apikey") && key == self.shared.api_key)
+    }
+}
+
+/// Hand-written so that the key never reaches a log line.
+impl std::fmt::Debug for FakeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApi")
+            .field("users", &self.snapshot().len())
+            .field("requests", &self.request_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A panicking test must not turn every later request into a second panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

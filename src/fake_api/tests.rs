@@ -1,0 +1,293 @@
+//! The fake's HTTP contract, exercised through `router()` and, for faults that live on the
+//! connection, through a real socket.
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use super::*;
+
+const KEY: &str = "42_secret";
+
+fn users(n: u64) -> Vec<FakeUser> {
+    (1..=n).map(FakeUser::new).collect()
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        let value = self.json();
+        let list = value.get("results").unwrap_or(&value);
+        list.as_array().expect("a list of users").iter().map(|u| u["id"].as_u64().unwrap()).collect()
+    }
+}
+
+async fn send(api: &FakeApi, method: &str, uri: &str, auth: Option<&str>) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(auth) = auth {
+        request = request.header(header::AUTHORIZATION, auth);
+    }
+    let response = api.router().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    Answer { status, headers, body: body.to_vec() }
+}
+
+async fn get(api: &FakeApi, uri: &str) -> Answer {
+    send(api, "GET", uri, Some(&format!("APIKey {KEY}"))).await
+}
+
+#[tokio::test]
+async fn paginated_envelope_slices_by_offset_and_limit() {
+    let api = FakeApi::new(KEY, users(25));
+    let page = get(&api, "/iam/users?limit=10&offset=10").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers[header::CONTENT_TYPE], "application/json");
+    let body = page.json();
+    assert_eq!(body["count"], 25);
+    assert_eq!(body["next"], "/users?offset=20&limit=10");
+    assert_eq!(body["previous"], "/users?offset=0&limit=10");
+    assert_eq!(page.ids(), (11..=20).collect::<Vec<_>>());
+
+    let first = get(&api, "/iam/users?limit=10").await.json();
+    assert_eq!(first["previous"], Value::Null);
+    let last = get(&api, "/iam/users?offset=20&limit=10").await;
+    assert_eq!(last.json()["next"], Value::Null);
+    assert_eq!(last.ids(), (21..=25).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn count_includes_deleted_users() {
+    let api = FakeApi::new(KEY, vec![FakeUser::new(1), FakeUser::new(2).deleted(true)]);
+    let body = get(&api, "/iam/users?limit=1").await.json();
+    assert_eq!(body["count"], 2);
+}
+
+#[tokio::test]
+async fn without_limit_the_answer_is_a_bare_array_of_everyone() {
+    let api = FakeApi::new(KEY, users(3));
+    let answer = get(&api, "/iam/users?offset=1").await;
+    assert!(answer.json().is_array());
+    assert_eq!(answer.ids(), [1, 2, 3]);
+    assert_eq!(answer.json()[0], serde_json::to_value(FakeUser::new(1)).unwrap());
+}
+
+#[tokio::test]
+async fn limit_is_capped_and_big_lists_page_quickly() {
+    let api = FakeApi::new(KEY, users(100_000));
+    let page = get(&api, "/iam/users?limit=5000&offset=99500").await;
+    assert_eq!(page.ids().len(), 500);
+    let page = get(&api, "/iam/users?limit=5000&offset=0").await;
+    assert_eq!(page.ids().len(), 1000);
+    assert_eq!(page.json()["next"], "/users?offset=1000&limit=1000");
+}
+
+#[tokio::test]
+async fn missing_or_wrong_key_is_401_and_scheme_is_case_insensitive() {
+    let api = FakeApi::new(KEY, users(1));
+    for auth in [None, Some("APIKey wrong"), Some("Bearer 42_secret"), Some("APIKey")] {
+        let answer = send(&api, "GET", "/iam/users", auth).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(answer.json(), json!({"detail": "Authentication credentials were not provided."}));
+    }
+    let answer = send(&api, "GET", "/iam/users", Some("apikey 42_secret")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+
+    let recorded = api.requests();
+    assert_eq!(recorded.len(), 5);
+    assert!(!recorded[0].authorized && recorded[0].authorization.is_none());
+    assert!(recorded[4].authorized);
+    assert_eq!(recorded[4].authorization.as_deref(), Some("apikey 42_secret"));
+}
+
+#[tokio::test]
+async fn bad_limit_or_offset_is_400_with_a_json_body() {
+    let api = FakeApi::new(KEY, users(1));
+    for query in ["limit=ten", "limit=-1", "offset=-1", "limit=10&offset=x"] {
+        let answer = get(&api, &format!("/iam/users?{query}")).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(answer.json().is_object(), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn other_paths_are_404_and_other_methods_405() {
+    let api = FakeApi::new(KEY, users(1));
+    assert_eq!(get(&api, "/iam/users/1").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(get(&api, "/users").await.status, StatusCode::NOT_FOUND);
+    let post = send(&api, "POST", "/iam/users", Some("APIKey 42_secret")).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers[header::ALLOW], "GET");
+    // Only /iam/users is recorded, whatever the method.
+    assert_eq!(api.request_count(), 1);
+    assert_eq!(api.requests()[0].method, "POST");
+}
+
+#[tokio::test]
+async fn queued_faults_are_consumed_one_per_request_in_order() {
+    let api = FakeApi::new(KEY, users(3));
+    api.push_fault(Fault::rate_limited(3));
+    api.push_fault(Fault::status(500));
+    api.push_fault(Fault::HtmlOk);
+    api.push_fault(Fault::MalformedJson);
+
+    // A scripted 429 comes before the key is even looked at.
+    let throttled = send(&api, "GET", "/iam/users?limit=2", None).await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(throttled.headers[header::RETRY_AFTER], "3");
+    assert_eq!(get(&api, "/iam/users?limit=2").await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let html = get(&api, "/iam/users?limit=2").await;
+    assert_eq!(html.status, StatusCode::OK);
+    assert!(html.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    let malformed = get(&api, "/iam/users?limit=2").await;
+    assert_eq!(malformed.status, StatusCode::OK);
+    assert!(serde_json::from_slice::<Value>(&malformed.body).is_err());
+
+    let normal = get(&api, "/iam/users?limit=2").await;
+    assert_eq!(normal.ids(), [1, 2]);
+    assert_eq!(api.request_count(), 5);
+}
+
+#[tokio::test]
+async fn persistent_fault_applies_until_cleared_and_queued_ones_go_first() {
+    let api = FakeApi::new(KEY, users(3));
+    api.set_persistent_fault(Some(Fault::status(503)));
+    api.push_fault(Fault::status(403));
+    assert_eq!(get(&api, "/iam/users").await.status, StatusCode::FORBIDDEN);
+    for _ in 0..3 {
+        assert_eq!(get(&api, "/iam/users").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    api.set_persistent_fault(None);
+    assert_eq!(get(&api, "/iam/users").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn page_shaping_faults() {
+    let api = FakeApi::new(KEY, users(30));
+
+    api.push_fault(Fault::OversizedPage(15));
+    let page = get(&api, "/iam/users?limit=10&offset=10").await;
+    assert_eq!(page.ids(), (11..=25).collect::<Vec<_>>());
+    assert_eq!(page.json()["next"], "/users?offset=20&limit=10");
+
+    api.push_fault(Fault::DuplicateFirstUser);
+    let page = get(&api, "/iam/users?limit=10&offset=10").await;
+    let mut expected = vec![1];
+    expected.extend(11..=20);
+    assert_eq!(page.ids(), expected);
+
+    api.push_fault(Fault::CountDelta(-4));
+    assert_eq!(get(&api, "/iam/users?limit=10").await.json()["count"], 26);
+
+    api.push_fault(Fault::EmptyPage);
+    let page = get(&api, "/iam/users?limit=10&offset=10").await.json();
+    assert_eq!(page["results"], json!([]));
+    assert_eq!(page["count"], 30);
+    assert_eq!(page["next"], "/users?offset=20&limit=10");
+}
+
+#[tokio::test]
+async fn redirect_fault_points_at_the_given_url() {
+    let api = FakeApi::new(KEY, users(1));
+    api.push_fault(Fault::RedirectTo("http://127.0.0.1:9/elsewhere".to_owned()));
+    let answer = get(&api, "/iam/users").await;
+    assert_eq!(answer.status, StatusCode::FOUND);
+    assert_eq!(answer.headers[header::LOCATION], "http://127.0.0.1:9/elsewhere");
+}
+
+// Real time: tokio's paused clock needs the `test-util` feature, which the crate does not enable.
+#[tokio::test]
+async fn delay_fault_waits_then_answers_normally() {
+    let api = FakeApi::new(KEY, users(2));
+    api.push_fault(Fault::Delay(Duration::from_millis(300)));
+    let started = tokio::time::Instant::now();
+    let answer = get(&api, "/iam/users?limit=5").await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(answer.ids(), [1, 2]);
+}
+
+/// Sends one raw HTTP/1.1 request and reads until the server closes the connection.
+async fn raw_exchange(addr: std::net::SocketAddr) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /iam/users?limit=5 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: APIKey {KEY}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    // A reset may surface as an error rather than EOF; either way the exchange is over.
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    received
+}
+
+#[tokio::test]
+async fn connection_faults_over_a_real_socket() {
+    let api = FakeApi::new(KEY, users(5));
+    let shutdown = CancellationToken::new();
+    let (addr, server) = api.spawn(0, shutdown.clone()).await.unwrap();
+
+    api.push_fault(Fault::TruncatedBody);
+    let received = String::from_utf8(raw_exchange(addr).await).unwrap();
+    let (head, body) = received.split_once("\r\n\r\n").expect("a response head");
+    let announced: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length: ")).expect("a content-length").parse().unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!body.is_empty() && body.len() < announced, "{} of {announced}", body.len());
+
+    api.push_fault(Fault::ConnectionReset);
+    let received = raw_exchange(addr).await;
+    assert!(!String::from_utf8_lossy(&received).contains("\r\n\r\n"), "no complete response head: {received:?}");
+
+    // The connection faults were one-shot: a client now gets a whole answer.
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("http://{addr}/iam/users?limit=5"))
+        .header("Authorization", format!("APIKey {KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["count"], 5);
+    let recorded = api.requests();
+    assert_eq!(recorded.len(), 3);
+    assert_eq!(recorded[2].host.as_deref(), Some(addr.to_string().as_str()));
+    assert_eq!(recorded[2].query.as_deref(), Some("limit=5"));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server stops on cancellation").unwrap();
+}
+
+#[tokio::test]
+async fn demo_api_serves_its_population() {
+    let api = FakeApi::demo(KEY, 11);
+    let users = api.users();
+    assert!(users.len() >= 300);
+    let page = get(&api, "/iam/users?limit=1000").await;
+    assert_eq!(page.json()["count"], users.len());
+    assert_eq!(page.ids(), users.iter().map(|u| u.id).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn evolution_changes_users_periodically_and_stops_on_shutdown() {
+    let api = FakeApi::demo(KEY, 1);
+    let before = api.users();
+    let shutdown = CancellationToken::new();
+    let task = api.spawn_evolution(Duration::from_millis(10), 1, shutdown.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_ne!(api.users(), before);
+    assert!(evolution::admins_without_2fa(&api.users()) >= 1);
+    shutdown.cancel();
+    task.await.unwrap();
+}

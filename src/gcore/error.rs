@@ -1,0 +1,155 @@
+//! Why a request or a poll failed, each cause with its bounded metric label.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
+
+/// The `reason` of a failed poll and the `result` of a failed request: a closed set, so the
+/// label stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    Unauthorized,
+    Forbidden,
+    RateLimited,
+    ServerError,
+    ClientError,
+    Redirect,
+    Timeout,
+    Connect,
+    Decode,
+    TooLarge,
+    Deadline,
+    Incomplete,
+    KeyError,
+}
+
+impl Reason {
+    /// Every reason, so that each failure series exists at 0 from the first scrape.
+    pub const ALL: [Reason; 13] = [
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::RateLimited,
+        Reason::ServerError,
+        Reason::ClientError,
+        Reason::Redirect,
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Decode,
+        Reason::TooLarge,
+        Reason::Deadline,
+        Reason::Incomplete,
+        Reason::KeyError,
+    ];
+
+    /// Reasons a single HTTP request can end with (the others belong to a whole poll).
+    pub const REQUEST: [Reason; 10] = [
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::RateLimited,
+        Reason::ServerError,
+        Reason::ClientError,
+        Reason::Redirect,
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Decode,
+        Reason::TooLarge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unauthorized => "unauthorized",
+            Reason::Forbidden => "forbidden",
+            Reason::RateLimited => "rate_limited",
+            Reason::ServerError => "server_error",
+            Reason::ClientError => "client_error",
+            Reason::Redirect => "redirect",
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::Decode => "decode",
+            Reason::TooLarge => "too_large",
+            Reason::Deadline => "deadline",
+            Reason::Incomplete => "incomplete",
+            Reason::KeyError => "key_error",
+        }
+    }
+}
+
+impl EncodeLabelValue for Reason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+/// The outcome of one HTTP request to the API (the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestResult {
+    Ok,
+    Failed(Reason),
+}
+
+impl RequestResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestResult::Ok => "ok",
+            RequestResult::Failed(reason) => reason.as_str(),
+        }
+    }
+}
+
+impl EncodeLabelValue for RequestResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+/// Why listing the users of an account failed. Messages never contain the API key: it only
+/// ever travels in a header, which no error prints.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the API rejected the key (401 Unauthorized)")]
+    Unauthorized,
+    #[error("the key may not list users (403 Forbidden)")]
+    Forbidden,
+    #[error("rate limited by the API (429 Too Many Requests), retries exhausted")]
+    RateLimited,
+    #[error("the API answered {0}, retries exhausted")]
+    Server(u16),
+    #[error("the API answered {0}")]
+    Client(u16),
+    #[error(
+        "the API answered a redirect ({0}); redirects are not followed, so the key never leaves the configured host"
+    )]
+    Redirect(u16),
+    #[error("a request timed out, retries exhausted")]
+    Timeout,
+    #[error("connection to the API failed: {0}")]
+    Connect(String),
+    #[error("the page at offset {offset} is not a users page: {detail}")]
+    Decode { offset: u64, detail: String },
+    #[error("a response was larger than the {0}-byte limit (--gcore.max-response-bytes)")]
+    TooLarge(u64),
+    #[error("the poll did not finish within its deadline of {0:?} (--poll.timeout)")]
+    Deadline(Duration),
+    #[error("pagination did not reach the end after {pages} pages (the API reported {count} users)")]
+    Incomplete { pages: u64, count: u64 },
+}
+
+impl FetchError {
+    /// The bounded label this failure is counted under.
+    pub fn reason(&self) -> Reason {
+        match self {
+            FetchError::Unauthorized => Reason::Unauthorized,
+            FetchError::Forbidden => Reason::Forbidden,
+            FetchError::RateLimited => Reason::RateLimited,
+            FetchError::Server(_) => Reason::ServerError,
+            FetchError::Client(_) => Reason::ClientError,
+            FetchError::Redirect(_) => Reason::Redirect,
+            FetchError::Timeout => Reason::Timeout,
+            FetchError::Connect(_) => Reason::Connect,
+            FetchError::Decode { .. } => Reason::Decode,
+            FetchError::TooLarge(_) => Reason::TooLarge,
+            FetchError::Deadline(_) => Reason::Deadline,
+            FetchError::Incomplete { .. } => Reason::Incomplete,
+        }
+    }
+}

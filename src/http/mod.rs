@@ -1,0 +1,79 @@
+//! The HTTP server: /metrics, the landing page, health and readiness.
+
+mod landing;
+mod negotiate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::board::Board;
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+use negotiate::Format;
+
+/// What the handlers share; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub board: Arc<Board>,
+    pub telemetry_path: Arc<str>,
+}
+
+/// The router. Only GET (and HEAD, which axum derives from it) are served; other methods get
+/// 405 and unknown paths 404.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(&state.telemetry_path.clone(), get(metrics))
+        .route("/", get(landing_page))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A copy of bytes encoded when the last poll ended: no I/O, no lock, no waiting.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let exposition = state.metrics.exposition();
+    let header_str = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let format = negotiate::format(header_str(header::ACCEPT));
+    let gzip = negotiate::wants_gzip(header_str(header::ACCEPT_ENCODING));
+    let (body, content_type) = match (format, gzip) {
+        (Format::Text, false) => (exposition.text.clone(), TEXT_CONTENT_TYPE),
+        (Format::Text, true) => (exposition.text_gzip.clone(), TEXT_CONTENT_TYPE),
+        (Format::OpenMetrics, false) => (exposition.openmetrics.clone(), OPENMETRICS_CONTENT_TYPE),
+        (Format::OpenMetrics, true) => (exposition.openmetrics_gzip.clone(), OPENMETRICS_CONTENT_TYPE),
+    };
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+async fn landing_page(State(state): State<AppState>) -> Html<String> {
+    Html(landing::render(&state.telemetry_path, &state.board.all()))
+}
+
+async fn healthy() -> &'static str {
+    "Healthy\n"
+}
+
+/// 503 until every account has finished its first poll (see [`Board::ready`]).
+async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.board.ready() {
+        (StatusCode::OK, "Ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Not ready: the first poll of an account is still running\n")
+    }
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "Not found\n")
+}

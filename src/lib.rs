@@ -1,0 +1,150 @@
+//! gcore-iam-exporter: polls the users of Gcore accounts through the IAM API and serves them
+//! as Prometheus metrics.
+//!
+//! Wiring: [`gcore::GcoreClient`] → [`poller::AccountPoller`] → [`board::Board`] (immutable
+//! snapshots) → [`metrics::Metrics`] (encoded once per poll) → [`http::app`]; one
+//! [`CancellationToken`] stops them all.
+
+pub mod board;
+pub mod config;
+pub mod fake_api;
+pub mod gcore;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod poller;
+pub mod secret;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::board::Board;
+use crate::config::{AccountConfig, Config, KeySource};
+use crate::fake_api::FakeApi;
+use crate::gcore::{GcoreClient, build_http_client};
+use crate::metrics::Metrics;
+use crate::poller::AccountPoller;
+use crate::secret::ApiKey;
+
+/// The version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision of this build ("unknown" outside a checkout).
+pub const REVISION: &str = env!("GCORE_IAM_EXPORTER_REVISION");
+
+/// How long shutdown waits for scrapes in flight and pollers before giving up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the demo API: {0}")]
+    Demo(std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+}
+
+/// A started exporter.
+pub struct Running {
+    /// Where /metrics is served (the real port when 0 was asked for).
+    pub local_addr: SocketAddr,
+    /// The built-in fake API, in demo mode.
+    pub demo_api: Option<(SocketAddr, FakeApi)>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the server and every poller have stopped (after the shutdown token fires).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the pollers and the HTTP server; they run until `shutdown` is cancelled.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let (accounts, demo_api) = if config.demo {
+        let (addr, api) = start_demo_api(&shutdown).await?;
+        let account = AccountConfig {
+            name: config::DEMO_ACCOUNT.to_string(),
+            api_url: url::Url::parse(&format!("http://{addr}/")).expect("a socket address makes a URL"),
+            key: KeySource::Fixed(ApiKey::parse(DEMO_KEY).expect("the demo key is valid")),
+        };
+        (vec![account], Some((addr, api)))
+    } else {
+        (config.accounts.clone(), None)
+    };
+
+    let board = Arc::new(Board::new(accounts.iter().map(|a| a.name.as_str())));
+    let metrics = Arc::new(Metrics::new(board.clone()));
+    let http = build_http_client(&config.client).map_err(StartError::HttpClient)?;
+
+    let listener = TcpListener::bind(config.listen_address)
+        .await
+        .map_err(|source| StartError::Listen { addr: config.listen_address, source })?;
+    let local_addr =
+        listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen_address, source })?;
+
+    let mut pollers = Vec::with_capacity(accounts.len());
+    for (index, account) in accounts.into_iter().enumerate() {
+        let name: Arc<str> = Arc::from(account.name.as_str());
+        let poller = AccountPoller {
+            index,
+            counters: metrics.account_counters(&name),
+            name,
+            client: GcoreClient::new(http.clone(), &account.api_url, &config.client),
+            key: account.key,
+            interval: config.poll_interval,
+            timeout: config.poll_timeout,
+            board: board.clone(),
+            metrics: metrics.clone(),
+        };
+        pollers.push(tokio::spawn(poller.run(shutdown.clone())));
+    }
+
+    let app = http::app(http::AppState {
+        metrics,
+        board: board.clone(),
+        telemetry_path: Arc::from(config.telemetry_path.as_str()),
+    });
+    info!(address = %local_addr, path = %config.telemetry_path, accounts = board.len(),
+        interval_s = config.poll_interval.as_secs(), version = VERSION, revision = REVISION, "serving metrics");
+
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        shutdown.cancelled().await;
+        // Bounded: slow clients and a poll stuck in a request do not hold the process.
+        let all = async {
+            let _ = server.await;
+            for p in pollers {
+                let _ = p.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            warn!("shutdown grace period elapsed; stopping anyway");
+        }
+        info!("stopped");
+    });
+    Ok(Running { local_addr, demo_api, task })
+}
+
+/// The key the demo account uses; it only opens the built-in fake API.
+const DEMO_KEY: &str = "42_demo0000000000000000000000000000";
+
+async fn start_demo_api(shutdown: &CancellationToken) -> Result<(SocketAddr, FakeApi), StartError> {
+    let seed = 2026;
+    let api = FakeApi::demo(DEMO_KEY, seed);
+    let (addr, _task) = api.spawn(0, shutdown.clone()).await.map_err(StartError::Demo)?;
+    // Slow changes so that dashboards move: one every 20 seconds.
+    api.spawn_evolution(Duration::from_secs(20), seed, shutdown.clone());
+    info!(api = %addr, users = api.users().len(), "demo mode: built-in fake Gcore IAM API started");
+    Ok((addr, api))
+}

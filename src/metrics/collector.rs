@@ -1,0 +1,205 @@
+//! A [`Collector`] that turns the published account states into constant gauges. It holds no
+//! data of its own and does no I/O: it reads what the pollers last published.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Unit;
+
+use super::AccountLabels;
+use crate::board::{AccountState, Board};
+use crate::{REVISION, VERSION};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UserLabels {
+    account: Arc<str>,
+    user_type: Arc<str>,
+    two_fa: bool,
+    activated: bool,
+    sso_auth: bool,
+    is_active: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    account: Arc<str>,
+    group_id: Arc<str>,
+    group: Arc<str>,
+    two_fa: bool,
+    activated: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthTypeLabels {
+    account: Arc<str>,
+    auth_type: Arc<str>,
+    two_fa: bool,
+}
+
+/// Encodes every account gauge from the [`Board`].
+#[derive(Debug)]
+pub struct AccountCollector {
+    board: Arc<Board>,
+}
+
+impl AccountCollector {
+    pub fn new(board: Arc<Board>) -> Self {
+        AccountCollector { board }
+    }
+}
+
+const FROM_POLL: &str = "from the last complete background poll of the Gcore IAM API (GET /iam/users)";
+
+impl Collector for AccountCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let states = self.board.all();
+        let account = |s: &AccountState| AccountLabels { account: s.name.clone() };
+
+        gauges(
+            &mut encoder,
+            "gcore_iam_exporter_build_info",
+            "Always 1; labelled with the version and git revision of the running exporter.",
+            None,
+            [(BuildLabels { version: VERSION, revision: REVISION }, 1i64)],
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_up",
+            "1 if the last background poll of the account's users succeeded, 0 if it failed or has not finished yet.",
+            None,
+            states.iter().map(|s| (account(s), i64::from(s.up()))),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_last_success_timestamp",
+            "Unix time at which the last successful background poll of the account finished.",
+            Some(&Unit::Seconds),
+            states.iter().filter_map(|s| {
+                let at = s.last_success?.duration_since(UNIX_EPOCH).ok()?;
+                Some((account(s), at.as_secs_f64()))
+            }),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_poll_duration",
+            "Wall-clock duration of the last background poll of the account, successful or not.",
+            Some(&Unit::Seconds),
+            states.iter().filter_map(|s| Some((account(s), s.last_poll.as_ref()?.duration.as_secs_f64()))),
+        )?;
+
+        let with_data: Vec<_> = states.iter().filter_map(|s| Some((s, s.snapshot.as_ref()?))).collect();
+        gauges(
+            &mut encoder,
+            "gcore_iam_users",
+            &format!(
+                "Users by user type, 2FA, e-mail confirmation (activated), SSO and activity flags; deleted users excluded; {FROM_POLL}."
+            ),
+            None,
+            with_data.iter().flat_map(|(s, snap)| {
+                snap.users.iter().map(|u| {
+                    let labels = UserLabels {
+                        account: s.name.clone(),
+                        user_type: u.user_type.clone(),
+                        two_fa: u.two_fa,
+                        activated: u.activated,
+                        sso_auth: u.sso_auth,
+                        is_active: u.is_active,
+                    };
+                    (labels, u.users)
+                })
+            }),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_group_members",
+            &format!(
+                "Users per group by 2FA and e-mail confirmation; a user in several groups is counted in each; deleted users excluded; {FROM_POLL}."
+            ),
+            None,
+            with_data.iter().flat_map(|(s, snap)| {
+                snap.groups.iter().map(|g| {
+                    let labels = GroupLabels {
+                        account: s.name.clone(),
+                        group_id: g.group.id.clone(),
+                        group: g.group.name.clone(),
+                        two_fa: g.two_fa,
+                        activated: g.activated,
+                    };
+                    (labels, g.users)
+                })
+            }),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_auth_type_users",
+            &format!(
+                "Users per auth type by 2FA; a user with several auth types is counted in each; deleted users excluded; {FROM_POLL}."
+            ),
+            None,
+            with_data.iter().flat_map(|(s, snap)| {
+                snap.auth_types.iter().map(|a| {
+                    let labels =
+                        AuthTypeLabels { account: s.name.clone(), auth_type: a.auth_type.clone(), two_fa: a.two_fa };
+                    (labels, a.users)
+                })
+            }),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_deleted_users",
+            &format!("Users flagged as deleted; {FROM_POLL}."),
+            None,
+            with_data.iter().map(|(s, snap)| (account(s), snap.deleted_users)),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_api_reported_users",
+            &format!("The total (count) the API reported, deleted users included; {FROM_POLL}."),
+            None,
+            with_data.iter().map(|(s, snap)| (account(s), snap.reported_users)),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_users_fetched",
+            &format!(
+                "Distinct users actually received, deleted users included (compare with gcore_iam_api_reported_users); {FROM_POLL}."
+            ),
+            None,
+            with_data.iter().map(|(s, snap)| (account(s), snap.fetched_users)),
+        )?;
+        Ok(())
+    }
+}
+
+/// Encodes one gauge family; a family without series is left out entirely.
+fn gauges<L, V>(
+    encoder: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    unit: Option<&'static Unit>,
+    series: impl IntoIterator<Item = (L, V)>,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet,
+    V: EncodeGaugeValue + std::fmt::Debug,
+{
+    let mut series = series.into_iter().peekable();
+    if series.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in series {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
