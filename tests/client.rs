@@ -1,0 +1,269 @@
+//! The Gcore client against a mock server (wiremock): pagination, the answer forms the real API
+//! has, retries, and what is never retried.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gcore_iam_exporter::config::ClientSettings;
+use gcore_iam_exporter::gcore::retry::RetryPolicy;
+use gcore_iam_exporter::gcore::{FetchError, GcoreClient, Reason, RequestResult, build_http_client};
+use gcore_iam_exporter::secret::ApiKey;
+use gcore_iam_exporter::snapshot::Snapshot;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "42_mockkey";
+
+fn user(id: u64) -> Value {
+    json!({"id": id, "email": format!("u{id}@example.com"), "name": null, "lang": "en", "phone": null,
+           "company": "Acme", "reseller": 1, "client": 7, "deleted": false,
+           "groups": [{"id": 2, "name": "Users"}], "activated": true, "sso_auth": false, "two_fa": id % 2 == 0,
+           "auth_types": ["password"], "user_type": "common", "is_active": true, "client_and_roles": []})
+}
+
+fn page(count: u64, ids: impl IntoIterator<Item = u64>) -> Value {
+    json!({"count": count, "next": null, "previous": null, "results": ids.into_iter().map(user).collect::<Vec<_>>()})
+}
+
+fn settings(page_size: u32) -> ClientSettings {
+    ClientSettings {
+        page_size: NonZeroU32::new(page_size).unwrap(),
+        request_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        max_retries: 2,
+        max_response_bytes: 1 << 20,
+    }
+}
+
+fn client(server: &MockServer, page_size: u32) -> GcoreClient {
+    let s = settings(page_size);
+    let fast = RetryPolicy { initial_backoff: Duration::from_millis(10), ..RetryPolicy::new(s.max_retries) };
+    GcoreClient::new(build_http_client(&s).unwrap(), &server.uri().parse().unwrap(), &s).with_retry_policy(fast)
+}
+
+/// Runs a poll and returns its result with the results of every request made.
+async fn poll(client: &GcoreClient) -> (Result<Snapshot, FetchError>, Vec<RequestResult>) {
+    let results = Mutex::new(Vec::new());
+    let key = ApiKey::parse(KEY).unwrap();
+    let r = client
+        .fetch_users(&key, Instant::now() + Duration::from_secs(10), &|r| results.lock().unwrap().push(r))
+        .await;
+    (r, results.into_inner().unwrap())
+}
+
+fn serve_page(offset: u64, limit: u64, body: Value) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/iam/users"))
+        .and(query_param("limit", limit.to_string()))
+        .and(query_param("offset", offset.to_string()))
+        .and(header("authorization", format!("APIKey {KEY}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+}
+
+#[tokio::test]
+async fn one_page() {
+    let server = MockServer::start().await;
+    serve_page(0, 10, page(3, 1..=3)).expect(1).mount(&server).await;
+    let (r, requests) = poll(&client(&server, 10)).await;
+    let s = r.unwrap();
+    assert_eq!((s.active_users, s.fetched_users, s.reported_users), (3, 3, 3));
+    assert_eq!(requests, [RequestResult::Ok]);
+    let user_agent = &server.received_requests().await.unwrap()[0].headers["user-agent"];
+    assert!(user_agent.to_str().unwrap().starts_with("gcore-iam-exporter/"));
+}
+
+#[tokio::test]
+async fn two_pages_the_last_ending_exactly_at_count() {
+    let server = MockServer::start().await;
+    serve_page(0, 2, page(4, 1..=2)).expect(1).mount(&server).await;
+    serve_page(2, 2, page(4, 3..=4)).expect(1).mount(&server).await;
+    // No request for offset 4: the count was reached.
+    let (r, requests) = poll(&client(&server, 2)).await;
+    assert_eq!(r.unwrap().active_users, 4);
+    assert_eq!(requests.len(), 2);
+}
+
+#[tokio::test]
+async fn many_pages() {
+    let server = MockServer::start().await;
+    for offset in (0..95).step_by(10) {
+        let end = (offset + 10).min(95);
+        serve_page(offset, 10, page(95, offset + 1..=end)).expect(1).mount(&server).await;
+    }
+    let (r, requests) = poll(&client(&server, 10)).await;
+    let s = r.unwrap();
+    assert_eq!(s.active_users, 95);
+    assert_eq!(s.users.iter().filter(|u| u.two_fa).map(|u| u.users).sum::<u64>(), 47);
+    assert_eq!(requests.len(), 10);
+}
+
+#[tokio::test]
+async fn count_changing_between_pages() {
+    let server = MockServer::start().await;
+    // A user is invited during the poll: the list shifts by one, user 3 appears twice.
+    serve_page(0, 3, page(6, 1..=3)).mount(&server).await;
+    serve_page(3, 3, page(7, [3, 4, 5])).mount(&server).await;
+    serve_page(6, 3, page(7, [6, 7])).mount(&server).await;
+    let (r, _) = poll(&client(&server, 3)).await;
+    let s = r.unwrap();
+    assert_eq!(s.active_users, 7, "user 3 counted once");
+    assert_eq!(s.reported_users, 7);
+    assert_eq!(s.fetched_users, 7);
+}
+
+#[tokio::test]
+async fn empty_page_before_count_ends_the_poll() {
+    let server = MockServer::start().await;
+    serve_page(0, 2, page(5, 1..=2)).expect(1).mount(&server).await;
+    serve_page(2, 2, page(5, [])).expect(1).mount(&server).await;
+    let (r, _) = poll(&client(&server, 2)).await;
+    let s = r.unwrap();
+    assert_eq!((s.fetched_users, s.reported_users), (2, 5));
+}
+
+#[tokio::test]
+async fn bare_array_and_old_result_key() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([user(1), user(2), user(3)])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (r, _) = poll(&client(&server, 2)).await;
+    let s = r.unwrap();
+    assert_eq!((s.active_users, s.reported_users), (3, 3));
+
+    let server = MockServer::start().await;
+    serve_page(0, 5, json!({"count": 1, "result": [user(9)]})).expect(1).mount(&server).await;
+    assert_eq!(poll(&client(&server, 5)).await.0.unwrap().active_users, 1);
+}
+
+#[tokio::test]
+async fn unauthorized_is_one_request_and_never_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"detail": "Invalid token"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (r, requests) = poll(&client(&server, 5)).await;
+    assert!(matches!(r, Err(FetchError::Unauthorized)));
+    assert_eq!(requests, [RequestResult::Failed(Reason::Unauthorized)]);
+}
+
+#[tokio::test]
+async fn forbidden_is_never_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users")).respond_with(ResponseTemplate::new(403)).expect(1).mount(&server).await;
+    let (r, _) = poll(&client(&server, 5)).await;
+    assert_eq!(r.unwrap_err().reason(), Reason::Forbidden);
+}
+
+#[tokio::test]
+async fn rate_limited_with_retry_after_then_success() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    serve_page(0, 5, page(2, 1..=2)).mount(&server).await;
+    let started = std::time::Instant::now();
+    let (r, requests) = poll(&client(&server, 5)).await;
+    assert_eq!(r.unwrap().active_users, 2);
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After honoured: {:?}", started.elapsed());
+    assert_eq!(requests, [RequestResult::Failed(Reason::RateLimited), RequestResult::Ok]);
+}
+
+#[tokio::test]
+async fn retry_after_ms_is_honoured() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After-Ms", "300"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    serve_page(0, 5, page(1, [1])).mount(&server).await;
+    let started = std::time::Instant::now();
+    assert!(poll(&client(&server, 5)).await.0.is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(290));
+}
+
+#[tokio::test]
+async fn server_error_then_success() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    serve_page(0, 5, page(1, [1])).mount(&server).await;
+    let (r, requests) = poll(&client(&server, 5)).await;
+    assert_eq!(r.unwrap().active_users, 1);
+    assert_eq!(requests, [RequestResult::Failed(Reason::ServerError), RequestResult::Ok]);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_exhaust_the_retry_budget() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users")).respond_with(ResponseTemplate::new(503)).expect(3).mount(&server).await;
+    let (r, requests) = poll(&client(&server, 5)).await;
+    assert!(matches!(r, Err(FetchError::Server(503))));
+    assert_eq!(requests.len(), 3);
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_decode_failure_without_retry() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(r#"{"count": 3, "results": ["#, "application/json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (r, requests) = poll(&client(&server, 5)).await;
+    assert_eq!(r.unwrap_err().reason(), Reason::Decode);
+    assert_eq!(requests, [RequestResult::Failed(Reason::Decode)]);
+}
+
+#[tokio::test]
+async fn a_slow_answer_times_out_and_is_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(1, [1])).set_delay(Duration::from_secs(3)))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let (r, requests) = poll(&client(&server, 5)).await;
+    assert!(matches!(r, Err(FetchError::Timeout)), "{r:?}");
+    assert_eq!(requests, [RequestResult::Failed(Reason::Timeout); 3]);
+}
+
+#[tokio::test]
+async fn the_poll_deadline_bounds_everything() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "30"))
+        .mount(&server)
+        .await;
+    let key = ApiKey::parse(KEY).unwrap();
+    let started = std::time::Instant::now();
+    let r = client(&server, 5).fetch_users(&key, Instant::now() + Duration::from_millis(400), &|_| {}).await;
+    assert!(matches!(r, Err(FetchError::Deadline(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_response_over_the_size_limit_is_refused() {
+    let server = MockServer::start().await;
+    serve_page(0, 5, page(1, [1])).mount(&server).await;
+    let s = ClientSettings { max_response_bytes: 100, ..settings(5) };
+    let client = GcoreClient::new(build_http_client(&s).unwrap(), &server.uri().parse().unwrap(), &s);
+    let (r, _) = poll(&client).await;
+    assert_eq!(r.unwrap_err().reason(), Reason::TooLarge);
+}
