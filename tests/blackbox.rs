@@ -219,12 +219,12 @@ async fn several_accounts_in_one_process() {
     let staging = FakeApi::new("42_staging", population().into_iter().take(2).collect());
     let prod_addr = fake_api(&prod, &shutdown).await;
     let staging_addr = fake_api(&staging, &shutdown).await;
-    let exporter =
-        Harness::start(config(vec![account("prod", prod_addr, "42_prod"), account("staging", staging_addr, "42_staging")]))
-            .await;
-    let s = exporter
-        .scrape_until(Duration::from_secs(10), |s| sum(s, "gcore_iam_up", &[]) == 2.0)
-        .await;
+    let exporter = Harness::start(config(vec![
+        account("prod", prod_addr, "42_prod"),
+        account("staging", staging_addr, "42_staging"),
+    ]))
+    .await;
+    let s = exporter.scrape_until(Duration::from_secs(10), |s| sum(s, "gcore_iam_up", &[]) == 2.0).await;
     assert_eq!(sum(&s, "gcore_iam_users", &[("account", "prod")]), 8.0);
     assert_eq!(sum(&s, "gcore_iam_users", &[("account", "staging")]), 2.0);
     assert_eq!(sum(&s, "gcore_iam_group_members", &[("account", "staging"), ("group", "Administrators")]), 2.0);

@@ -20,7 +20,7 @@ const KEY: &str = "42_mockkey";
 fn user(id: u64) -> Value {
     json!({"id": id, "email": format!("u{id}@example.com"), "name": null, "lang": "en", "phone": null,
            "company": "Acme", "reseller": 1, "client": 7, "deleted": false,
-           "groups": [{"id": 2, "name": "Users"}], "activated": true, "sso_auth": false, "two_fa": id % 2 == 0,
+           "groups": [{"id": 2, "name": "Users"}], "activated": true, "sso_auth": false, "two_fa": id.is_multiple_of(2),
            "auth_types": ["password"], "user_type": "common", "is_active": true, "client_and_roles": []})
 }
 
@@ -48,9 +48,8 @@ fn client(server: &MockServer, page_size: u32) -> GcoreClient {
 async fn poll(client: &GcoreClient) -> (Result<Snapshot, FetchError>, Vec<RequestResult>) {
     let results = Mutex::new(Vec::new());
     let key = ApiKey::parse(KEY).unwrap();
-    let r = client
-        .fetch_users(&key, Instant::now() + Duration::from_secs(10), &|r| results.lock().unwrap().push(r))
-        .await;
+    let r =
+        client.fetch_users(&key, Instant::now() + Duration::from_secs(10), &|r| results.lock().unwrap().push(r)).await;
     (r, results.into_inner().unwrap())
 }
 

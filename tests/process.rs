@@ -90,7 +90,10 @@ impl Exporter {
             .expect("binary starts");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
-        for stream in [Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stdout.take().unwrap())] {
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
             let lines = lines.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -198,7 +201,9 @@ async fn the_key_never_leaks_and_sigterm_stops_gracefully() {
     let log = exporter.log();
     assert!(log.contains("\"level\":\"TRACE\"") || log.contains("\"level\":\"DEBUG\""), "verbose logging was on");
     assert!(log.contains("retrying"), "the retry path was exercised: {log}");
-    for (place, text) in [("log", &log), ("metrics", &metrics), ("openmetrics", &openmetrics), ("landing page", &landing)] {
+    for (place, text) in
+        [("log", &log), ("metrics", &metrics), ("openmetrics", &openmetrics), ("landing page", &landing)]
+    {
         for secret in [GOOD, BAD, "CanaryGoodKey", "CanaryLegacyKey"] {
             assert!(!text.contains(secret), "{secret} leaked into the {place}:\n{text}");
         }
@@ -215,7 +220,14 @@ async fn a_rotated_key_file_is_used_at_the_next_poll() {
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "42_oldkey\n").unwrap();
     let exporter = Exporter::spawn(
-        &["--gcore.api-key-file", key_file.to_str().unwrap(), "--gcore.api-url", &format!("http://{addr}"), "--poll.interval", "1s"],
+        &[
+            "--gcore.api-key-file",
+            key_file.to_str().unwrap(),
+            "--gcore.api-url",
+            &format!("http://{addr}"),
+            "--poll.interval",
+            "1s",
+        ],
         &[],
     );
     let base = format!("http://{}/metrics", exporter.addr);

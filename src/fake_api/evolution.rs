@@ -64,7 +64,9 @@ fn activate(users: &mut [FakeUser], rng: &mut impl Rng) -> Option<Change> {
 
 fn toggle_two_fa(users: &mut [FakeUser], rng: &mut impl Rng) -> Option<Change> {
     let last_admin_without = admins_without_2fa(users) == 1;
-    let user = choose_mut(users, rng, |u| !u.deleted && !(last_admin_without && is_admin_without_2fa(u)))?;
+    // Turning 2FA on for the last administrator without it would erase that finding.
+    let spared = |u: &FakeUser| last_admin_without && is_admin_without_2fa(u);
+    let user = choose_mut(users, rng, |u| !u.deleted && !spared(u))?;
     user.two_fa = !user.two_fa;
     Some(Change::TwoFa { id: user.id, on: user.two_fa })
 }
@@ -78,12 +80,12 @@ fn delete(users: &mut [FakeUser], rng: &mut impl Rng) -> Option<Change> {
         .map(|(g, _)| *g)
         .filter(|g| users.iter().filter(|u| !u.deleted && u.is_in_group(*g)).count() == 1)
         .collect();
-    let user = choose_mut(users, rng, |u| {
-        !u.deleted
-            && !(last_admin_without && is_admin_without_2fa(u))
-            && !(last_not_activated && is_not_activated(u))
-            && !lone_groups.iter().any(|g| u.is_in_group(*g))
-    })?;
+    let spared = |u: &FakeUser| {
+        (last_admin_without && is_admin_without_2fa(u))
+            || (last_not_activated && is_not_activated(u))
+            || lone_groups.iter().any(|g| u.is_in_group(*g))
+    };
+    let user = choose_mut(users, rng, |u| !u.deleted && !spared(u))?;
     user.deleted = true;
     user.is_active = false;
     Some(Change::Deleted { id: user.id })

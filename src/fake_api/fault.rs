@@ -27,10 +27,13 @@ pub enum Fault {
     MalformedJson,
     /// 200 with an HTML error page, as a misconfigured proxy sends.
     HtmlOk,
-    /// The normal answer, but with a Content-Length larger than the bytes sent, after which the
-    /// connection closes.
+    /// The normal answer's head and half its body, then the connection closes. Faithful when
+    /// served by [`FakeApi::spawn`](super::FakeApi::spawn); through a bare `router()` the body
+    /// is half of what its Content-Length announces.
     TruncatedBody,
-    /// The connection is closed without an answer.
+    /// The connection is closed with a TCP reset and no answer. Faithful when served by
+    /// [`FakeApi::spawn`](super::FakeApi::spawn); through a bare `router()` the answer is a
+    /// 200 whose announced body never comes.
     ConnectionReset,
     /// A page of this many users (from `offset`), whatever `limit` asked for.
     OversizedPage(usize),
@@ -134,8 +137,7 @@ mod tests {
 
     #[test]
     fn queued_faults_come_first_in_order_then_the_persistent_one() {
-        let mut plan = FaultPlan::default();
-        plan.persistent = Some(Fault::EmptyPage);
+        let mut plan = FaultPlan { persistent: Some(Fault::EmptyPage), ..FaultPlan::default() };
         plan.queue.push_back(Fault::status(500));
         plan.queue.push_back(Fault::HtmlOk);
         assert_eq!(plan.next(), Some(Fault::status(500)));

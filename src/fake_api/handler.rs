@@ -3,17 +3,18 @@
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use super::pagination::{self, BadQuery, PageRequest};
+use super::transport::Connection;
 use super::wire::{Envelope, NOT_AUTHENTICATED};
 use super::{FakeApi, FakeUser, Fault, RecordedRequest};
 
 /// The path of the only endpoint.
-pub(crate) const USERS_PATH: &str = "/iam/users";
+const USERS_PATH: &str = "/iam/users";
 
 pub(crate) fn router(api: FakeApi) -> Router {
     Router::new()
@@ -64,9 +65,22 @@ async fn users(State(api): State<FakeApi>, request: Request) -> Response {
         }
     };
 
-    match fault {
-        Some(Fault::TruncatedBody) => truncate(answer).await,
-        Some(Fault::ConnectionReset) => reset(),
+    // Served by `FakeApi::spawn`, the socket itself is sabotaged; through a bare `router()`
+    // (oneshot, or someone else's server) the nearest in-band imitation is sent instead.
+    let connection = parts.extensions.get::<ConnectInfo<Connection>>().map(|info| info.0.clone());
+    match (fault, connection) {
+        (Some(Fault::TruncatedBody), Some(connection)) => {
+            let (parts, body) = answer.into_parts();
+            let full = to_bytes(body, usize::MAX).await.unwrap_or_default();
+            connection.cut_next_body_after(full.len() / 2);
+            Response::from_parts(parts, Body::from(full))
+        }
+        (Some(Fault::TruncatedBody), None) => truncate(answer).await,
+        (Some(Fault::ConnectionReset), Some(connection)) => {
+            connection.reset();
+            answer
+        }
+        (Some(Fault::ConnectionReset), None) => reset(),
         _ => answer,
     }
 }
@@ -117,9 +131,9 @@ fn list(users: &[FakeUser], page: PageRequest, fault: Option<&Fault>) -> Respons
     }
 }
 
-/// Sends half of `answer`'s body while announcing all of it. The body stream has no known
-/// length, so hyper trusts our Content-Length and closes the connection when the stream ends
-/// short of it, which is what a client sees when an upstream dies mid-body.
+/// Half of `answer`'s body under a Content-Length announcing all of it. The stream hides the
+/// real length from hyper, which then trusts the header (and, ending short of it, drops the
+/// connection); an in-process caller simply reads fewer bytes than announced.
 async fn truncate(answer: Response) -> Response {
     let (mut parts, body) = answer.into_parts();
     let full = to_bytes(body, usize::MAX).await.unwrap_or_default();
@@ -128,8 +142,7 @@ async fn truncate(answer: Response) -> Response {
     Response::from_parts(parts, Body::from_stream(Body::from(sent).into_data_stream()))
 }
 
-/// An answer that never arrives: the promised body never comes, so hyper aborts the connection
-/// before a client can read a complete response.
+/// An answer whose promised body never comes: hyper drops the connection without sending it.
 fn reset() -> Response {
     let mut response = Response::new(Body::from_stream(Body::empty().into_data_stream()));
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(1_u32));

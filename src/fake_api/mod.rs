@@ -1,6 +1,6 @@
 //! A built-in fake of the Gcore IAM API (`GET /iam/users`), for `--demo` mode and the tests.
 //!
-//! It keeps the contract of `/work/shared/gcore-iam-users.openapi.yaml`: APIKey auth, the
+//! It keeps the contract of Gcore's OpenAPI for this endpoint: APIKey auth, the
 //! `limit`/`offset` envelope or the bare array, every field of `User`. Tests script faults and
 //! read back the requests it received; demo mode lets a seeded population drift slowly.
 
@@ -9,6 +9,7 @@ mod evolution;
 mod fault;
 mod handler;
 mod pagination;
+mod transport;
 mod user;
 mod wire;
 
@@ -139,7 +140,9 @@ impl FakeApi {
     pub async fn spawn(&self, port: u16, shutdown: CancellationToken) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
         let addr = listener.local_addr()?;
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let app = self.router().into_make_service_with_connect_info::<transport::Connection>();
+        let server = axum::serve(transport::FaultListener(listener), app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let task = tokio::spawn(async move {
             let deadline = async {
                 shutdown.cancelled().await;

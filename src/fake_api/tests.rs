@@ -249,21 +249,26 @@ async fn connection_faults_over_a_real_socket() {
     let received = raw_exchange(addr).await;
     assert!(!String::from_utf8_lossy(&received).contains("\r\n\r\n"), "no complete response head: {received:?}");
 
-    // The connection faults were one-shot: a client now gets a whole answer.
+    // What an HTTP client makes of them: a body error, then a request error.
     let client = reqwest::Client::new();
-    let response = client
-        .get(format!("http://{addr}/iam/users?limit=5"))
-        .header("Authorization", format!("APIKey {KEY}"))
-        .send()
-        .await
-        .unwrap();
+    let request = || {
+        client.get(format!("http://{addr}/iam/users?limit=5")).header("Authorization", format!("APIKey {KEY}")).send()
+    };
+    api.push_fault(Fault::TruncatedBody);
+    let response = request().await.expect("the head arrives");
+    assert!(response.bytes().await.is_err());
+    api.push_fault(Fault::ConnectionReset);
+    assert!(request().await.is_err());
+
+    // The connection faults were one-shot: a client now gets a whole answer.
+    let response = request().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["count"], 5);
     let recorded = api.requests();
-    assert_eq!(recorded.len(), 3);
-    assert_eq!(recorded[2].host.as_deref(), Some(addr.to_string().as_str()));
-    assert_eq!(recorded[2].query.as_deref(), Some("limit=5"));
+    assert_eq!(recorded.len(), 5);
+    assert_eq!(recorded[4].host.as_deref(), Some(addr.to_string().as_str()));
+    assert_eq!(recorded[4].query.as_deref(), Some("limit=5"));
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server stops on cancellation").unwrap();

@@ -42,9 +42,9 @@ pub fn render(telemetry_path: &str, accounts: &[std::sync::Arc<AccountState>]) -
         };
         let users = a.snapshot.as_ref().map_or("–".to_string(), |s| s.active_users.to_string());
         let duration = a.last_poll.as_ref().map_or("–".to_string(), |p| format!("{:.2} s", p.duration.as_secs_f64()));
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&a.name),
             state,
             users,

@@ -8,7 +8,7 @@ pub enum Format {
 }
 
 /// The `q` a header gives a value, `None` when it does not list it.
-fn quality<'h>(header: &'h str, matches: impl Fn(&str) -> bool) -> Option<f32> {
+fn quality(header: &str, matches: impl Fn(&str) -> bool) -> Option<f32> {
     let mut best: Option<f32> = None;
     for item in header.split(',') {
         let mut parts = item.split(';').map(str::trim);
