@@ -91,6 +91,21 @@ pub struct Cli {
     )]
     pub max_response_bytes: String,
 
+    /// Page requests of one poll that may be in flight at once (after the first page, which
+    /// tells how many there are).
+    #[arg(long = "gcore.concurrency", env = "GCORE_IAM_EXPORTER_CONCURRENCY", default_value = "4")]
+    pub concurrency: String,
+
+    /// How long an account whose polls keep failing still exports its user series; past it only
+    /// gcore_iam_up and the last-success timestamp remain, so no dashboard shows frozen numbers
+    /// as current. 0 keeps them forever.
+    #[arg(long = "poll.max-staleness", env = "GCORE_IAM_EXPORTER_MAX_STALENESS", default_value = "1h")]
+    pub max_staleness: String,
+
+    /// Prometheus exporter-toolkit web configuration (TLS, basic auth, headers) for the HTTP server.
+    #[arg(long = "web.config.file", env = "GCORE_IAM_EXPORTER_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+
     /// YAML file listing several accounts (see README); replaces the single-account flags.
     #[arg(long = "config.file", env = "GCORE_IAM_EXPORTER_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -161,6 +176,8 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
     pub max_retries: u32,
     pub max_response_bytes: u64,
+    /// Page requests in flight at once during one poll.
+    pub concurrency: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +193,9 @@ pub struct Config {
     pub telemetry_path: String,
     pub poll_interval: Duration,
     pub poll_timeout: Duration,
+    /// `None`: user series of a failing account are kept forever.
+    pub max_staleness: Option<Duration>,
+    pub web_config_file: Option<PathBuf>,
     pub client: ClientSettings,
     /// Empty in demo mode: the demo account is made once the fake API is listening.
     pub accounts: Vec<AccountConfig>,
@@ -222,6 +242,12 @@ impl Config {
             connect_timeout: parse_duration("--gcore.connect-timeout", &cli.connect_timeout)?,
             max_retries: parse_number("--gcore.max-retries", &cli.max_retries, 0..=10)?,
             max_response_bytes: parse_number("--gcore.max-response-bytes", &cli.max_response_bytes, 1024..=(1 << 30))?,
+            concurrency: NonZeroU32::new(parse_number("--gcore.concurrency", &cli.concurrency, 1..=32)?)
+                .expect("range starts at 1"),
+        };
+        let max_staleness = match cli.max_staleness.trim() {
+            "0" | "0s" => None,
+            value => Some(parse_duration("--poll.max-staleness", value)?),
         };
         let accounts = if demo {
             Vec::new()
@@ -249,6 +275,8 @@ impl Config {
             telemetry_path: parse_telemetry_path(&cli.telemetry_path)?,
             poll_interval,
             poll_timeout,
+            max_staleness,
+            web_config_file: cli.web_config_file.clone(),
             client,
             accounts,
             demo,

@@ -35,6 +35,7 @@ fn settings(page_size: u32) -> ClientSettings {
         connect_timeout: Duration::from_millis(500),
         max_retries: 2,
         max_response_bytes: 1 << 20,
+        concurrency: NonZeroU32::new(1).unwrap(),
     }
 }
 

@@ -261,6 +261,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             max_retries: 0,
             max_response_bytes: 1 << 20,
+            concurrency: std::num::NonZeroU32::new(1).unwrap(),
         };
         let http = reqwest::Client::new();
         for (base, expected) in [
