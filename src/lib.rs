@@ -103,6 +103,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             key: account.key,
             interval: config.poll_interval,
             timeout: config.poll_timeout,
+            max_staleness: config.max_staleness,
             board: board.clone(),
             metrics: metrics.clone(),
         };

@@ -22,6 +22,8 @@ pub struct AccountPoller {
     pub key: KeySource,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Past this age without a successful poll, the user series are withdrawn.
+    pub max_staleness: Option<Duration>,
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
     pub counters: AccountCounters,
@@ -94,9 +96,18 @@ impl AccountPoller {
                         "poll failed; serving the last good numbers");
                 }
                 self.counters.poll_finished(Some(failure.reason));
+                // Old numbers served as current would mislead a dashboard more than no numbers;
+                // `gcore_iam_up` and the last-success timestamp stay to tell why they are gone.
+                let stale = self.max_staleness.is_some_and(|max| {
+                    previous.last_success.is_some_and(|t| finished_at.duration_since(t).unwrap_or_default() > max)
+                });
+                if stale && previous.snapshot.is_some() {
+                    warn!(account = %self.name, max_staleness_s = self.max_staleness.unwrap_or_default().as_secs(),
+                        "no successful poll within --poll.max-staleness; user series withdrawn until the next success");
+                }
                 AccountState {
                     name: self.name.clone(),
-                    snapshot: previous.snapshot.clone(),
+                    snapshot: if stale { None } else { previous.snapshot.clone() },
                     last_success: previous.last_success,
                     last_poll: Some(PollRecord { finished_at, duration, failure: Some(failure) }),
                 }

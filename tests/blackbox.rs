@@ -289,3 +289,33 @@ async fn promtool_accepts_the_exposition() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics: {report}");
 }
+
+#[tokio::test]
+async fn stale_user_series_are_withdrawn_but_up_and_last_success_stay() {
+    let api = FakeApi::new(KEY, population());
+    let api_shutdown = CancellationToken::new();
+    let addr = fake_api(&api, &api_shutdown).await;
+    let mut cfg = config(vec![account("acme", addr, KEY)]);
+    cfg.max_staleness = Some(Duration::from_secs(2));
+    let exporter = Harness::start(cfg).await;
+    exporter.scrape_until(Duration::from_secs(10), |s| up(s) == 1.0).await;
+
+    // 403 is never retried, so failed polls are quick.
+    api.set_persistent_fault(Some(Fault::status(403)));
+    let s = exporter
+        .scrape_until(Duration::from_secs(10), |s| {
+            sum(s, "gcore_iam_poll_failures_total", &[("reason", "forbidden")]) >= 1.0
+        })
+        .await;
+    // Within the staleness window the last numbers are still served.
+    assert_eq!(users(&s, &[]), 8.0);
+    let s = exporter.scrape_until(Duration::from_secs(10), |s| series_count(s, "gcore_iam_users") == 0).await;
+    assert_eq!(up(&s), 0.0);
+    assert_eq!(series_count(&s, "gcore_iam_group_members"), 0);
+    assert_eq!(series_count(&s, "gcore_iam_auth_type_users"), 0);
+    assert_eq!(series_count(&s, "gcore_iam_last_success_timestamp_seconds"), 1);
+
+    api.set_persistent_fault(None);
+    let s = exporter.scrape_until(Duration::from_secs(10), |s| up(s) == 1.0).await;
+    assert_eq!(users(&s, &[]), 8.0);
+}
