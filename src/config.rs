@@ -5,12 +5,15 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
 use url::Url;
 
+use crate::http::server::ServerLimits;
+use crate::http::web_config::{WebConfig, WebConfigError};
 use crate::secret::ApiKey;
 
 /// The default listen port. 19471 is above the range the Prometheus wiki allocates to exporters
@@ -134,6 +137,8 @@ pub enum ConfigError {
     KeyFile { path: PathBuf, reason: String },
     #[error("environment variable {var} (API key of account {account:?}) is not set or empty")]
     KeyEnv { account: String, var: String },
+    #[error("{0}")]
+    WebConfig(WebConfigError),
     #[error("cannot read config file {path}: {reason}")]
     ConfigFileRead { path: PathBuf, reason: String },
     #[error("config file {path}: {reason}")]
@@ -195,7 +200,9 @@ pub struct Config {
     pub poll_timeout: Duration,
     /// `None`: user series of a failing account are kept forever.
     pub max_staleness: Option<Duration>,
-    pub web_config_file: Option<PathBuf>,
+    /// TLS, basic auth and headers of the HTTP server (`--web.config.file`).
+    pub web: Option<Arc<WebConfig>>,
+    pub server_limits: ServerLimits,
     pub client: ClientSettings,
     /// Empty in demo mode: the demo account is made once the fake API is listening.
     pub accounts: Vec<AccountConfig>,
@@ -276,7 +283,11 @@ impl Config {
             poll_interval,
             poll_timeout,
             max_staleness,
-            web_config_file: cli.web_config_file.clone(),
+            web: match &cli.web_config_file {
+                Some(path) => Some(Arc::new(WebConfig::load(path).map_err(ConfigError::WebConfig)?)),
+                None => None,
+            },
+            server_limits: ServerLimits::default(),
             client,
             accounts,
             demo,

@@ -110,17 +110,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         pollers.push(tokio::spawn(poller.run(shutdown.clone())));
     }
 
-    let app = http::app(http::AppState {
-        metrics,
-        board: board.clone(),
-        telemetry_path: Arc::from(config.telemetry_path.as_str()),
-    });
+    let state =
+        http::AppState { metrics, board: board.clone(), telemetry_path: Arc::from(config.telemetry_path.as_str()) };
+    let app = http::app(state, config.web.as_deref());
+    let tls = config.web.as_ref().and_then(|w| w.tls.clone());
     info!(address = %local_addr, path = %config.telemetry_path, accounts = board.len(),
-        interval_s = config.poll_interval.as_secs(), version = VERSION, revision = REVISION, "serving metrics");
+        interval_s = config.poll_interval.as_secs(), tls = tls.is_some(), version = VERSION, revision = REVISION, "serving metrics");
 
+    let limits = config.server_limits.clone();
     let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(http::server::serve(listener, app, tls, limits, shutdown.clone()));
         shutdown.cancelled().await;
         // Bounded: slow clients and a poll stuck in a request do not hold the process.
         let all = async {

@@ -13,7 +13,7 @@ use gcore_iam_exporter::snapshot::Snapshot;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const KEY: &str = "42_mockkey";
 
@@ -40,7 +40,11 @@ fn settings(page_size: u32) -> ClientSettings {
 }
 
 fn client(server: &MockServer, page_size: u32) -> GcoreClient {
-    let s = settings(page_size);
+    concurrent_client(server, page_size, 1)
+}
+
+fn concurrent_client(server: &MockServer, page_size: u32, concurrency: u32) -> GcoreClient {
+    let s = ClientSettings { concurrency: NonZeroU32::new(concurrency).unwrap(), ..settings(page_size) };
     let fast = RetryPolicy { initial_backoff: Duration::from_millis(10), ..RetryPolicy::new(s.max_retries) };
     GcoreClient::new(build_http_client(&s).unwrap(), &server.uri().parse().unwrap(), &s).with_retry_policy(fast)
 }
@@ -266,4 +270,149 @@ async fn a_response_over_the_size_limit_is_refused() {
     let client = GcoreClient::new(build_http_client(&s).unwrap(), &server.uri().parse().unwrap(), &s);
     let (r, _) = poll(&client).await;
     assert_eq!(r.unwrap_err().reason(), Reason::TooLarge);
+}
+
+#[tokio::test]
+async fn many_pages_concurrently_give_exact_counts() {
+    let server = MockServer::start().await;
+    for offset in (0..1003).step_by(10) {
+        let end = (offset + 10).min(1003);
+        serve_page(offset, 10, page(1003, offset + 1..=end)).expect(1).mount(&server).await;
+    }
+    let (r, requests) = poll(&concurrent_client(&server, 10, 4)).await;
+    let s = r.unwrap();
+    assert_eq!((s.active_users, s.fetched_users, s.reported_users), (1003, 1003, 1003));
+    assert_eq!(s.users.iter().filter(|u| u.two_fa).map(|u| u.users).sum::<u64>(), 501);
+    assert_eq!(requests, [RequestResult::Ok; 101]);
+}
+
+/// Answers pages after a delay, and records the most requests it ever had in flight.
+struct SlowPages {
+    count: u64,
+    in_flight: std::sync::Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
+}
+
+impl Respond for SlowPages {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        use std::sync::atomic::Ordering::SeqCst;
+        let offset: u64 = query(request, "offset");
+        let limit: u64 = query(request, "limit");
+        let now = self.in_flight.0.fetch_add(1, SeqCst) + 1;
+        self.in_flight.1.fetch_max(now, SeqCst);
+        // wiremock computes the answer before its delay: count the request as in flight for
+        // a while on a side thread.
+        let gauge = self.in_flight.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(40));
+            gauge.0.fetch_sub(1, SeqCst);
+        });
+        let ids = offset + 1..=(offset + limit).min(self.count);
+        ResponseTemplate::new(200).set_body_json(page(self.count, ids)).set_delay(Duration::from_millis(50))
+    }
+}
+
+fn query(request: &Request, name: &str) -> u64 {
+    request.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.parse().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn at_most_concurrency_pages_are_in_flight() {
+    let server = MockServer::start().await;
+    let gauge = std::sync::Arc::new(Default::default());
+    Mock::given(path("/iam/users"))
+        .respond_with(SlowPages { count: 200, in_flight: std::sync::Arc::clone(&gauge) })
+        .expect(20)
+        .mount(&server)
+        .await;
+    let (r, _) = poll(&concurrent_client(&server, 10, 4)).await;
+    assert_eq!(r.unwrap().active_users, 200);
+    // The gauge undercounts (a request leaves it before its answer leaves the server), so it
+    // can only show that requests overlapped, and that never more than 4 did.
+    let most = gauge.1.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "at most 4 requests in flight, saw {most}");
+}
+
+#[tokio::test]
+async fn a_429_during_concurrent_fetch_is_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .and(query_param("offset", "30"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After-Ms", "50"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    for offset in (0..60).step_by(10) {
+        serve_page(offset, 10, page(60, offset + 1..=offset + 10)).mount(&server).await;
+    }
+    let (r, requests) = poll(&concurrent_client(&server, 10, 4)).await;
+    let s = r.unwrap();
+    assert_eq!((s.active_users, s.fetched_users), (60, 60));
+    assert_eq!(requests.iter().filter(|r| **r == RequestResult::Failed(Reason::RateLimited)).count(), 1);
+    assert_eq!(requests.iter().filter(|r| **r == RequestResult::Ok).count(), 6);
+}
+
+#[tokio::test]
+async fn a_page_failing_for_good_fails_the_concurrent_poll() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users"))
+        .and(query_param("offset", "20"))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(1)
+        .expect(3)
+        .mount(&server)
+        .await;
+    for offset in (0..60).step_by(10) {
+        serve_page(offset, 10, page(60, offset + 1..=offset + 10)).mount(&server).await;
+    }
+    let (r, _) = poll(&concurrent_client(&server, 10, 4)).await;
+    assert!(matches!(r, Err(FetchError::Server(503))), "{r:?}");
+}
+
+#[tokio::test]
+async fn count_growing_mid_poll_is_followed_to_the_end() {
+    let server = MockServer::start().await;
+    // Five users are added while the poll runs: the last planned page says 35.
+    serve_page(0, 10, page(30, 1..=10)).expect(1).mount(&server).await;
+    serve_page(10, 10, page(30, 11..=20)).expect(1).mount(&server).await;
+    serve_page(20, 10, page(35, 21..=30)).expect(1).mount(&server).await;
+    serve_page(30, 10, page(35, 31..=35)).expect(1).mount(&server).await;
+    let (r, _) = poll(&concurrent_client(&server, 10, 4)).await;
+    let s = r.unwrap();
+    assert_eq!((s.active_users, s.fetched_users, s.reported_users), (35, 35, 35));
+}
+
+#[tokio::test]
+async fn a_short_page_leaves_a_gap_that_is_filled_page_by_page() {
+    let server = MockServer::start().await;
+    serve_page(0, 10, page(30, 1..=10)).expect(1).mount(&server).await;
+    serve_page(10, 10, page(30, 11..=15)).expect(1).mount(&server).await;
+    serve_page(20, 10, page(30, 21..=30)).expect(1).mount(&server).await;
+    // The gap after the short page: one request, at its offset.
+    serve_page(15, 10, page(30, 16..=25)).expect(1).mount(&server).await;
+    let (r, requests) = poll(&concurrent_client(&server, 10, 4)).await;
+    let s = r.unwrap();
+    assert_eq!((s.active_users, s.fetched_users, s.reported_users), (30, 30, 30));
+    assert_eq!(requests.len(), 4);
+}
+
+/// A list that grows by more than a page with every page served.
+struct EverGrowing;
+
+impl Respond for EverGrowing {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let offset = query(request, "offset");
+        let limit = query(request, "limit");
+        ResponseTemplate::new(200).set_body_json(page(offset + 3 * limit, offset + 1..=offset + limit))
+    }
+}
+
+#[tokio::test]
+async fn a_count_that_never_stops_growing_still_ends() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/users")).respond_with(EverGrowing).mount(&server).await;
+    let (r, requests) = poll(&concurrent_client(&server, 10, 4)).await;
+    // The first count (30) allows 2 × 3 + 10 pages.
+    assert!(matches!(r, Err(FetchError::Incomplete { pages: 16, .. })), "{r:?}");
+    assert_eq!(requests.len(), 16);
 }

@@ -1,6 +1,9 @@
 //! Lists every user of one account: `GET /iam/users` page by page, with the only retry loop
 //! of the program.
 
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -41,6 +44,8 @@ pub struct GcoreClient {
     http: reqwest::Client,
     users_url: Url,
     page_size: u32,
+    /// Page requests in flight at once after the first page.
+    concurrency: usize,
     retry: RetryPolicy,
     max_response_bytes: u64,
 }
@@ -58,6 +63,12 @@ impl AttemptError {
     }
 }
 
+/// The callback told the result of every HTTP request.
+type OnRequest<'a> = &'a (dyn Fn(RequestResult) + Send + Sync);
+
+/// A page request in flight: its offset and the body it will bring.
+type PageFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, FetchError>> + Send + 'a>>;
+
 impl GcoreClient {
     pub fn new(http: reqwest::Client, base_url: &Url, settings: &ClientSettings) -> Self {
         // `join` replaces the last path segment unless the base ends with a slash.
@@ -69,6 +80,7 @@ impl GcoreClient {
             http,
             users_url: base.join("iam/users").expect("a relative path joins onto an http(s) URL"),
             page_size: settings.page_size.get(),
+            concurrency: settings.concurrency.get() as usize,
             retry: RetryPolicy::new(settings.max_retries),
             max_response_bytes: settings.max_response_bytes,
         }
@@ -82,6 +94,11 @@ impl GcoreClient {
 
     /// Lists every user and returns their counts. `on_request` is told the result of every HTTP
     /// request, retries included. Gives up at `deadline`.
+    ///
+    /// The first page gives `count`; the other pages are then requested up to `concurrency` at
+    /// a time and counted as they arrive (in any order: users are de-duplicated by id). If the
+    /// list moved meanwhile and the pages received leave a gap before the latest `count`, the
+    /// poll goes on page by page from the gap, as a sequential client would.
     pub async fn fetch_users(
         &self,
         key: &ApiKey,
@@ -92,57 +109,80 @@ impl GcoreClient {
         let mut auth = HeaderValue::from_str(&format!("APIKey {}", key.expose()))
             .expect("ApiKey::parse admits only header-safe characters");
         auth.set_sensitive(true);
-
-        let mut aggregator = UserAggregator::new();
-        let mut offset = 0u64;
-        let mut pages = 0u64;
-        let mut max_pages = None;
-        let mut reported;
-        loop {
-            let page =
-                match tokio::time::timeout_at(deadline, self.fetch_page(&auth, offset, &mut aggregator, on_request))
-                    .await
-                {
-                    Ok(page) => page?,
-                    Err(_) => return Err(FetchError::Deadline(budget)),
-                };
-            pages += 1;
-            let Some(count) = page.count else {
-                // A bare array holds every user: there is no next page.
-                reported = aggregator.fetched();
-                break;
-            };
-            reported = count;
-            let max_pages = *max_pages.get_or_insert(2 * count.div_ceil(u64::from(self.page_size)) + EXTRA_PAGES);
-            offset += page.results;
-            if page.results == 0 || offset >= count {
-                break;
-            }
-            if pages >= max_pages {
-                return Err(FetchError::Incomplete { pages, count });
-            }
+        match tokio::time::timeout_at(deadline, self.list_users(&auth, on_request)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Deadline(budget)),
         }
+    }
+
+    async fn list_users(&self, auth: &HeaderValue, on_request: OnRequest<'_>) -> Result<Snapshot, FetchError> {
+        let mut aggregator = UserAggregator::new();
+        let body = self.fetch_page(auth, 0, on_request).await?;
+        let first = count_page(&body, 0, &mut aggregator, on_request)?;
+        drop(body);
+        let Some(count) = first.count else {
+            // A bare array holds every user: there is no next page.
+            let fetched = aggregator.fetched();
+            return Ok(aggregator.finish(fetched));
+        };
+        let max_pages = 2 * count.div_ceil(u64::from(self.page_size)) + EXTRA_PAGES;
+        let mut pages = 1u64;
+        let mut coverage = Coverage::new(count);
+        coverage.record(0, first);
+
+        // Planned pages, `concurrency` at a time. The stride is what the first page held, so a
+        // server that caps `limit` below the page size is still paged without gaps.
+        let stride = first.results.max(1);
+        let mut next = first.results;
+        let mut in_flight = InFlight::default();
+        loop {
+            while in_flight.len() < self.concurrency
+                && next < coverage.count
+                && next < coverage.end
+                && !coverage.whole
+                && pages < max_pages
+            {
+                in_flight.push(next, Box::pin(self.fetch_page(auth, next, on_request)));
+                pages += 1;
+                next += stride;
+            }
+            // A failed page fails the poll; dropping `in_flight` cancels the others.
+            let Some((offset, body)) = in_flight.next().await else { break };
+            let page = count_page(&body?, offset, &mut aggregator, on_request)?;
+            coverage.record(offset, page);
+        }
+
+        // Whatever the list's changes left uncovered, page by page from the first gap.
+        while !coverage.done() {
+            if pages >= max_pages {
+                return Err(FetchError::Incomplete { pages, count: coverage.count });
+            }
+            let offset = coverage.reached;
+            let body = self.fetch_page(auth, offset, on_request).await?;
+            pages += 1;
+            let page = count_page(&body, offset, &mut aggregator, on_request)?;
+            coverage.record(offset, page);
+        }
+
         if aggregator.duplicates() > 0 {
             debug!(duplicates = aggregator.duplicates(), "users seen on more than one page were counted once");
         }
+        let reported = if coverage.whole { aggregator.fetched() } else { coverage.count };
         Ok(aggregator.finish(reported))
     }
 
-    /// One page, retried as the SDKs do.
+    /// One page's body, retried as the SDKs do. Failed attempts are reported here; the final
+    /// result is reported once the body is parsed ([`count_page`]).
     async fn fetch_page(
         &self,
         auth: &HeaderValue,
         offset: u64,
-        aggregator: &mut UserAggregator,
-        on_request: &(dyn Fn(RequestResult) + Send + Sync),
-    ) -> Result<PageSummary, FetchError> {
+        on_request: OnRequest<'_>,
+    ) -> Result<Vec<u8>, FetchError> {
         let mut retry = 0;
         loop {
-            match self.attempt(auth, offset, aggregator).await {
-                Ok(page) => {
-                    on_request(RequestResult::Ok);
-                    return Ok(page);
-                }
+            match self.attempt(auth, offset).await {
+                Ok(body) => return Ok(body),
                 Err(failure) => {
                     on_request(RequestResult::Failed(failure.error.reason()));
                     if !failure.retryable || retry >= self.retry.max_retries {
@@ -157,14 +197,9 @@ impl GcoreClient {
         }
     }
 
-    /// One HTTP request for one page. Users are counted only once the whole body is in, so an
-    /// attempt that breaks off leaves the aggregator untouched and can be retried.
-    async fn attempt(
-        &self,
-        auth: &HeaderValue,
-        offset: u64,
-        aggregator: &mut UserAggregator,
-    ) -> Result<PageSummary, AttemptError> {
+    /// One HTTP request for one page, read whole (users are counted only once the whole body
+    /// is in, so an attempt that breaks off counts nothing and can be retried).
+    async fn attempt(&self, auth: &HeaderValue, offset: u64) -> Result<Vec<u8>, AttemptError> {
         let mut url = self.users_url.clone();
         url.query_pairs_mut()
             .append_pair("limit", &self.page_size.to_string())
@@ -182,9 +217,7 @@ impl GcoreClient {
         if !status.is_success() {
             return Err(status_error(status, response.headers()));
         }
-        let body = self.read_body(response).await?;
-        parse_page(&body, aggregator)
-            .map_err(|e| AttemptError::fatal(FetchError::Decode { offset, detail: describe_decode_error(&e, &body) }))
+        self.read_body(response).await
     }
 
     /// Reads a body, refusing it as soon as it passes the size limit.
@@ -201,6 +234,111 @@ impl GcoreClient {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+}
+
+/// Counts the users of a page body and reports the request's result: `ok`, or `decode` when
+/// the body is not a users page (not retried: the same server would send the same body).
+fn count_page(
+    body: &[u8],
+    offset: u64,
+    aggregator: &mut UserAggregator,
+    on_request: OnRequest<'_>,
+) -> Result<PageSummary, FetchError> {
+    match parse_page(body, aggregator) {
+        Ok(page) => {
+            on_request(RequestResult::Ok);
+            Ok(page)
+        }
+        Err(e) => {
+            let error = FetchError::Decode { offset, detail: describe_decode_error(&e, body) };
+            on_request(RequestResult::Failed(error.reason()));
+            Err(error)
+        }
+    }
+}
+
+/// Which part of the list the pages received so far cover, and where it ends.
+#[derive(Debug)]
+struct Coverage {
+    /// The end of the pages received without a gap from offset 0.
+    reached: u64,
+    /// Pages received past a gap: offset → end.
+    ahead: BTreeMap<u64, u64>,
+    /// The `count` of the page received last.
+    count: u64,
+    /// The offset of the first empty page: the list ends there.
+    end: u64,
+    /// A page came as a bare array, which holds every user.
+    whole: bool,
+}
+
+impl Coverage {
+    fn new(count: u64) -> Self {
+        Coverage { reached: 0, ahead: BTreeMap::new(), count, end: u64::MAX, whole: false }
+    }
+
+    fn record(&mut self, offset: u64, page: PageSummary) {
+        match page.count {
+            Some(count) => self.count = count,
+            None => self.whole = true,
+        }
+        if page.results == 0 {
+            self.end = self.end.min(offset);
+            return;
+        }
+        let end = offset + page.results;
+        if offset > self.reached {
+            let known = self.ahead.entry(offset).or_insert(end);
+            *known = (*known).max(end);
+            return;
+        }
+        self.reached = self.reached.max(end);
+        while let Some(entry) = self.ahead.first_entry() {
+            if *entry.key() > self.reached {
+                break;
+            }
+            self.reached = self.reached.max(entry.remove());
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.whole || self.reached >= self.count || self.reached >= self.end
+    }
+}
+
+/// Page requests in flight, polled together on the poll's own task: they borrow the client and
+/// the callback, and their bodies are parsed one at a time into the one aggregator anyway.
+/// At most `--gcore.concurrency` (≤ 32) entries, so a linear scan per wake-up is cheap.
+#[derive(Default)]
+struct InFlight<'a> {
+    pages: Vec<(u64, PageFuture<'a>)>,
+}
+
+impl<'a> InFlight<'a> {
+    fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn push(&mut self, offset: u64, page: PageFuture<'a>) {
+        self.pages.push((offset, page));
+    }
+
+    /// The next page to finish, `None` when none is in flight.
+    async fn next(&mut self) -> Option<(u64, Result<Vec<u8>, FetchError>)> {
+        if self.pages.is_empty() {
+            return None;
+        }
+        std::future::poll_fn(|cx| {
+            for i in 0..self.pages.len() {
+                if let Poll::Ready(body) = self.pages[i].1.as_mut().poll(cx) {
+                    let (offset, _) = self.pages.swap_remove(i);
+                    return Poll::Ready(Some((offset, body)));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -272,6 +410,50 @@ mod tests {
             let client = GcoreClient::new(http.clone(), &Url::parse(base).unwrap(), &settings);
             assert_eq!(client.users_url.as_str(), expected);
         }
+    }
+
+    fn page(count: u64, results: u64) -> PageSummary {
+        PageSummary { count: Some(count), results }
+    }
+
+    #[test]
+    fn coverage_joins_pages_arriving_out_of_order() {
+        let mut c = Coverage::new(40);
+        c.record(0, page(40, 10));
+        c.record(20, page(40, 10));
+        assert_eq!(c.reached, 10);
+        assert!(!c.done());
+        c.record(30, page(40, 10));
+        c.record(10, page(40, 10));
+        assert_eq!(c.reached, 40);
+        assert!(c.done());
+    }
+
+    #[test]
+    fn coverage_after_a_short_page_has_a_gap_and_a_newer_count() {
+        let mut c = Coverage::new(30);
+        c.record(0, page(30, 10));
+        c.record(10, page(30, 5));
+        c.record(20, page(32, 10));
+        assert_eq!((c.reached, c.count), (15, 32));
+        c.record(15, page(32, 10));
+        assert_eq!(c.reached, 30);
+        assert!(!c.done(), "two users past the last planned page");
+        c.record(30, page(32, 2));
+        assert!(c.done());
+    }
+
+    #[test]
+    fn coverage_ends_at_an_empty_page_or_a_bare_array() {
+        let mut c = Coverage::new(50);
+        c.record(0, page(50, 10));
+        c.record(20, page(50, 0));
+        assert!(!c.done(), "users 10..20 are still missing");
+        c.record(10, page(50, 10));
+        assert!(c.done());
+        let mut c = Coverage::new(50);
+        c.record(10, PageSummary { count: None, results: 7 });
+        assert!(c.done());
     }
 
     #[test]

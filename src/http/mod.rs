@@ -1,7 +1,10 @@
 //! The HTTP server: /metrics, the landing page, health and readiness.
 
+mod auth;
 mod landing;
 mod negotiate;
+pub mod server;
+pub mod web_config;
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use axum::routing::get;
 use crate::board::Board;
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use negotiate::Format;
+use web_config::WebConfig;
 
 /// What the handlers share; cheap to clone.
 #[derive(Clone, Debug)]
@@ -24,15 +28,27 @@ pub struct AppState {
 }
 
 /// The router. Only GET (and HEAD, which axum derives from it) are served; other methods get
-/// 405 and unknown paths 404.
-pub fn app(state: AppState) -> Router {
-    Router::new()
+/// 405 and unknown paths 404. With a web config, basic auth guards every path but the probes'
+/// and its headers are added to every response.
+pub fn app(state: AppState, web: Option<&WebConfig>) -> Router {
+    let mut router = Router::new()
         .route(&state.telemetry_path.clone(), get(metrics))
         .route("/", get(landing_page))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    if let Some(web) = web {
+        if !web.basic_auth_users.is_empty() {
+            let auth = Arc::new(auth::BasicAuth::new(web.basic_auth_users.clone()));
+            router = router.layer(axum::middleware::from_fn_with_state(auth, auth::require_basic_auth));
+        }
+        if !web.headers.is_empty() {
+            let headers = Arc::new(web.headers.clone());
+            router = router.layer(axum::middleware::from_fn_with_state(headers, auth::add_headers));
+        }
+    }
+    router
 }
 
 /// A copy of bytes encoded when the last poll ended: no I/O, no lock, no waiting.

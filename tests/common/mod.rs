@@ -73,7 +73,8 @@ pub fn config(accounts: Vec<AccountConfig>) -> Config {
         poll_interval: Duration::from_millis(300),
         poll_timeout: Duration::from_secs(20),
         max_staleness: None,
-        web_config_file: None,
+        web: None,
+        server_limits: Default::default(),
         client: ClientSettings {
             page_size: NonZeroU32::new(3).unwrap(),
             request_timeout: Duration::from_secs(2),

@@ -1,0 +1,47 @@
+//! Encoding the exposition once per poll (`Metrics::refresh`: text and OpenMetrics, each also
+//! gzip-compressed) for one account with a full snapshot.
+//!
+//! `cargo bench --bench exposition`
+
+#[path = "support/population.rs"]
+mod population;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gcore_iam_exporter::board::{AccountState, Board, PollRecord};
+use gcore_iam_exporter::gcore::wire::parse_page;
+use gcore_iam_exporter::metrics::Metrics;
+use gcore_iam_exporter::snapshot::UserAggregator;
+
+fn bench(c: &mut Criterion) {
+    let mut aggregator = UserAggregator::new();
+    for offset in (0..10_000).step_by(100) {
+        parse_page(&population::page(10_000, offset, 100), &mut aggregator).expect("a valid page");
+    }
+    let board = Arc::new(Board::new(["production"]));
+    let now = SystemTime::now();
+    board.publish(
+        0,
+        AccountState {
+            name: Arc::from("production"),
+            snapshot: Some(Arc::new(aggregator.finish(10_000))),
+            last_success: Some(now),
+            last_poll: Some(PollRecord { finished_at: now, duration: std::time::Duration::from_millis(80), failure: None }),
+        },
+    );
+    let metrics = Metrics::new(board);
+    let sizes = metrics.exposition();
+    eprintln!(
+        "exposition: text {} B (gzip {} B), OpenMetrics {} B (gzip {} B)",
+        sizes.text.len(),
+        sizes.text_gzip.len(),
+        sizes.openmetrics.len(),
+        sizes.openmetrics_gzip.len()
+    );
+    c.bench_function("metrics_refresh_one_account", |b| b.iter(|| metrics.refresh()));
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
