@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
             last_poll: Some(PollRecord { finished_at: now, duration: std::time::Duration::from_millis(80), failure: None }),
         },
     );
-    let metrics = Metrics::new(board);
+    let metrics = Metrics::new(board, std::time::Duration::from_secs(300));
     let sizes = metrics.exposition();
     eprintln!(
         "exposition: text {} B (gzip {} B), OpenMetrics {} B (gzip {} B)",

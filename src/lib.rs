@@ -83,7 +83,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
 
     let board = Arc::new(Board::new(accounts.iter().map(|a| a.name.as_str())));
-    let metrics = Arc::new(Metrics::new(board.clone()));
+    let metrics = Arc::new(Metrics::new(board.clone(), config.poll_interval));
     let http = build_http_client(&config.client).map_err(StartError::HttpClient)?;
 
     let listener = TcpListener::bind(config.listen_address)

@@ -139,6 +139,7 @@ async fn exact_numbers_for_every_family() {
     assert_eq!(sum(&s, "gcore_iam_api_requests_total", &[("account", "acme"), ("result", "ok")]), 4.0 * polls);
     assert!(sum(&s, "gcore_iam_last_success_timestamp_seconds", &[("account", "acme")]) > 1.7e9);
     assert!(sum(&s, "gcore_iam_poll_duration_seconds", &[("account", "acme")]) > 0.0);
+    assert_eq!(sum(&s, "gcore_iam_poll_interval_seconds", &[("account", "acme")]), 0.3);
     assert_eq!(sum(&s, "gcore_iam_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
 
     // Every request sent limit and offset, and the key.

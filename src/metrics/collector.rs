@@ -2,7 +2,7 @@
 //! data of its own and does no I/O: it reads what the pollers last published.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric};
@@ -50,11 +50,12 @@ struct AuthTypeLabels {
 #[derive(Debug)]
 pub struct AccountCollector {
     board: Arc<Board>,
+    poll_interval: Duration,
 }
 
 impl AccountCollector {
-    pub fn new(board: Arc<Board>) -> Self {
-        AccountCollector { board }
+    pub fn new(board: Arc<Board>, poll_interval: Duration) -> Self {
+        AccountCollector { board, poll_interval }
     }
 }
 
@@ -95,6 +96,13 @@ impl Collector for AccountCollector {
             "Wall-clock duration of the last background poll of the account, successful or not.",
             Some(&Unit::Seconds),
             states.iter().filter_map(|s| Some((account(s), s.last_poll.as_ref()?.duration.as_secs_f64()))),
+        )?;
+        gauges(
+            &mut encoder,
+            "gcore_iam_poll_interval",
+            "The configured time between two background polls of the account (--poll.interval).",
+            Some(&Unit::Seconds),
+            states.iter().map(|s| (account(s), self.poll_interval.as_secs_f64())),
         )?;
 
         let with_data: Vec<_> = states.iter().filter_map(|s| Some((s, s.snapshot.as_ref()?))).collect();

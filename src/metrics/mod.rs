@@ -9,6 +9,7 @@ mod collector;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -90,7 +91,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every family; the counters of every account exist at 0 from the first scrape.
-    pub fn new(board: Arc<Board>) -> Self {
+    pub fn new(board: Arc<Board>, poll_interval: Duration) -> Self {
         let mut registry = Registry::default();
         let polls = Family::<AccountLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
@@ -122,7 +123,7 @@ impl Metrics {
                     .get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Failed(reason) });
             }
         }
-        registry.register_collector(Box::new(AccountCollector::new(board)));
+        registry.register_collector(Box::new(AccountCollector::new(board, poll_interval)));
         let metrics = Metrics {
             registry,
             polls,
