@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::credentials::{AccountInfo, TokenSnapshot};
 use crate::gcore::Reason;
 use crate::snapshot::Snapshot;
 
@@ -26,6 +27,40 @@ pub struct PollFailure {
     pub message: String,
 }
 
+/// The state of an optional collector (account info, tokens) at the last poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectorState {
+    Ok,
+    /// The key may not read this (e.g. tokens with a non-administrator's key).
+    Forbidden,
+    Failing,
+    Disabled,
+}
+
+impl CollectorState {
+    pub const ALL: [CollectorState; 4] =
+        [CollectorState::Ok, CollectorState::Forbidden, CollectorState::Failing, CollectorState::Disabled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectorState::Ok => "ok",
+            CollectorState::Forbidden => "forbidden",
+            CollectorState::Failing => "failing",
+            CollectorState::Disabled => "disabled",
+        }
+    }
+}
+
+/// What the optional collectors found, kept like the user counts while later polls fail.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub account: Option<Arc<AccountInfo>>,
+    pub tokens: Option<Arc<TokenSnapshot>>,
+    /// `None` until the collector has run once (or is known to be disabled).
+    pub account_state: Option<CollectorState>,
+    pub tokens_state: Option<CollectorState>,
+}
+
 /// What is known of one account right now.
 #[derive(Debug, Clone)]
 pub struct AccountState {
@@ -34,6 +69,7 @@ pub struct AccountState {
     pub snapshot: Option<Arc<Snapshot>>,
     pub last_success: Option<SystemTime>,
     pub last_poll: Option<PollRecord>,
+    pub credentials: Credentials,
 }
 
 impl AccountState {
@@ -59,6 +95,7 @@ impl Board {
                     snapshot: None,
                     last_success: None,
                     last_poll: None,
+                    credentials: Credentials::default(),
                 })
             })
             .collect();

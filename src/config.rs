@@ -105,6 +105,17 @@ pub struct Cli {
     #[arg(long = "poll.max-staleness", env = "GCORE_IAM_EXPORTER_MAX_STALENESS", default_value = "1h")]
     pub max_staleness: String,
 
+    /// Export the account's state (GET /iam/clients/me): status, active administrator.
+    #[arg(long = "collector.account", env = "GCORE_IAM_EXPORTER_COLLECTOR_ACCOUNT", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub collector_account: bool,
+
+    /// Export the account's API tokens (expiry, last use, issuer); needs an administrator's key,
+    /// and switches itself off with a log line and gcore_iam_collector_state when refused.
+    #[arg(long = "collector.tokens", env = "GCORE_IAM_EXPORTER_COLLECTOR_TOKENS", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub collector_tokens: bool,
+
     /// Prometheus exporter-toolkit web configuration (TLS, basic auth, headers) for the HTTP server.
     #[arg(long = "web.config.file", env = "GCORE_IAM_EXPORTER_WEB_CONFIG_FILE")]
     pub web_config_file: Option<PathBuf>,
@@ -191,6 +202,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which optional collectors run at each poll, after the users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collectors {
+    pub account: bool,
+    pub tokens: bool,
+}
+
 /// The validated configuration of one exporter process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -203,6 +221,7 @@ pub struct Config {
     /// TLS, basic auth and headers of the HTTP server (`--web.config.file`).
     pub web: Option<Arc<WebConfig>>,
     pub server_limits: ServerLimits,
+    pub collectors: Collectors,
     pub client: ClientSettings,
     /// Empty in demo mode: the demo account is made once the fake API is listening.
     pub accounts: Vec<AccountConfig>,
@@ -288,6 +307,7 @@ impl Config {
                 None => None,
             },
             server_limits: ServerLimits::default(),
+            collectors: Collectors { account: cli.collector_account, tokens: cli.collector_tokens },
             client,
             accounts,
             demo,

@@ -7,6 +7,7 @@
 
 pub mod board;
 pub mod config;
+pub mod credentials;
 pub mod fake_api;
 pub mod gcore;
 pub mod http;
@@ -104,6 +105,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             interval: config.poll_interval,
             timeout: config.poll_timeout,
             max_staleness: config.max_staleness,
+            collectors: config.collectors,
+            forbidden_until: [None, None],
             board: board.clone(),
             metrics: metrics.clone(),
         };

@@ -8,10 +8,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::board::{AccountState, Board, PollFailure, PollRecord};
-use crate::config::KeySource;
-use crate::gcore::{GcoreClient, Reason};
+use crate::board::{AccountState, Board, CollectorState, Credentials, PollFailure, PollRecord};
+use crate::config::{Collectors, KeySource};
+use crate::credentials::own_token_id;
+use crate::gcore::{FetchError, GcoreClient, Reason};
 use crate::metrics::{AccountCounters, Metrics};
+use crate::secret::ApiKey;
+
+/// After a 403, an optional collector is asked again only this much later: the key may have
+/// been replaced by an administrator's meanwhile, but every poll need not hear "no" again.
+const FORBIDDEN_RECHECK: Duration = Duration::from_secs(3600);
 
 /// Polls one account and publishes what it finds.
 #[derive(Debug)]
@@ -24,15 +30,18 @@ pub struct AccountPoller {
     pub timeout: Duration,
     /// Past this age without a successful poll, the user series are withdrawn.
     pub max_staleness: Option<Duration>,
+    pub collectors: Collectors,
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
     pub counters: AccountCounters,
+    /// Until when the account and tokens endpoints are not asked again after a 403.
+    pub forbidden_until: [Option<Instant>; 2],
 }
 
 impl AccountPoller {
     /// Polls at once, then every interval (±5 % so that many exporters and accounts drift
     /// apart rather than hitting the API together), until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -47,21 +56,28 @@ impl AccountPoller {
         debug!(account = %self.name, "poller stopped");
     }
 
-    /// One poll: list the users, then publish either new counts or the failure (keeping the
-    /// last good counts), update the counters and re-encode the exposition.
-    pub async fn poll_once(&self) {
+    /// One poll: list the users, then (if that worked) the account and its tokens; publish
+    /// either new numbers or the failure (keeping the last good numbers until they are older
+    /// than the staleness limit), update the counters and re-encode the exposition.
+    pub async fn poll_once(&mut self) {
         let started = Instant::now();
-        let outcome = match self.key.load() {
+        let deadline = started + self.timeout;
+        let key = self.key.load();
+        let outcome = match &key {
             Err(e) => Err(PollFailure { reason: Reason::KeyError, message: e.to_string() }),
             Ok(key) => self
                 .client
-                .fetch_users(&key, started + self.timeout, &|result| self.counters.request_finished(result))
+                .fetch_users(key, deadline, &|result| self.counters.request_finished(result))
                 .await
                 .map_err(|e| PollFailure { reason: e.reason(), message: e.to_string() }),
         };
+        let previous = self.board.get(self.index);
+        let credentials = match (&outcome, &key) {
+            (Ok(_), Ok(key)) => self.poll_credentials(key, deadline, &previous.credentials).await,
+            _ => previous.credentials.clone(),
+        };
         let duration = started.elapsed();
         let finished_at = SystemTime::now();
-        let previous = self.board.get(self.index);
         let state = match outcome {
             Ok(snapshot) => {
                 if !previous.up() {
@@ -80,6 +96,7 @@ impl AccountPoller {
                     snapshot: Some(Arc::new(snapshot)),
                     last_success: Some(finished_at),
                     last_poll: Some(PollRecord { finished_at, duration, failure: None }),
+                    credentials,
                 }
             }
             Err(failure) => {
@@ -110,10 +127,89 @@ impl AccountPoller {
                     snapshot: if stale { None } else { previous.snapshot.clone() },
                     last_success: previous.last_success,
                     last_poll: Some(PollRecord { finished_at, duration, failure: Some(failure) }),
+                    credentials: if stale { Credentials::default() } else { credentials },
                 }
             }
         };
         self.board.publish(self.index, state);
         self.metrics.refresh();
+    }
+
+    /// The optional collectors: the account (which also gives the client id the tokens
+    /// endpoint needs) and its tokens. A failure here never fails the poll of the users.
+    async fn poll_credentials(&mut self, key: &ApiKey, deadline: Instant, previous: &Credentials) -> Credentials {
+        let mut next = previous.clone();
+        let counters = self.counters.clone();
+        let on_request = move |result| counters.request_finished(result);
+        if !self.collectors.account && !self.collectors.tokens {
+            next.account_state = Some(CollectorState::Disabled);
+            next.tokens_state = Some(CollectorState::Disabled);
+            return next;
+        }
+        let now = Instant::now();
+        if self.forbidden_until[0].is_none_or(|until| now >= until) {
+            match self.client.fetch_account(key, deadline, &on_request).await {
+                Ok(account) => {
+                    self.forbidden_until[0] = None;
+                    next.account = Some(Arc::new(account));
+                    next.account_state = Some(CollectorState::Ok);
+                }
+                Err(e) => next.account_state = Some(self.collector_failed("account", &e, 0, previous.account_state)),
+            }
+        }
+        if !self.collectors.account {
+            next.account_state = Some(CollectorState::Disabled);
+        }
+        if !self.collectors.tokens {
+            next.tokens_state = Some(CollectorState::Disabled);
+            next.tokens = None;
+        } else if let Some(client_id) = next.account.as_ref().map(|a| a.client_id)
+            && self.forbidden_until[1].is_none_or(|until| now >= until)
+        {
+            let own = own_token_id(key.expose());
+            match self.client.fetch_tokens(key, client_id, own, deadline, &on_request).await {
+                Ok(tokens) => {
+                    self.forbidden_until[1] = None;
+                    next.tokens = Some(Arc::new(tokens));
+                    next.tokens_state = Some(CollectorState::Ok);
+                }
+                Err(e) => {
+                    let state = self.collector_failed("tokens", &e, 1, previous.tokens_state);
+                    if state == CollectorState::Forbidden {
+                        next.tokens = None;
+                    }
+                    next.tokens_state = Some(state);
+                }
+            }
+        }
+        if !self.collectors.account {
+            // Fetched only for its client id.
+            next.account = None;
+        }
+        next
+    }
+
+    fn collector_failed(
+        &mut self,
+        collector: &'static str,
+        error: &FetchError,
+        slot: usize,
+        previous: Option<CollectorState>,
+    ) -> CollectorState {
+        let state =
+            if matches!(error, FetchError::Forbidden) { CollectorState::Forbidden } else { CollectorState::Failing };
+        if previous != Some(state) {
+            if state == CollectorState::Forbidden {
+                warn!(account = %self.name, collector, recheck_s = FORBIDDEN_RECHECK.as_secs(),
+                    "the key may not read this (403 Forbidden; tokens need an administrator's key); collector paused, users are still polled");
+            } else {
+                warn!(account = %self.name, collector, reason = error.reason().as_str(), error = %error,
+                    "collector failed; users are still polled");
+            }
+        }
+        if state == CollectorState::Forbidden {
+            self.forbidden_until[slot] = Some(Instant::now() + FORBIDDEN_RECHECK);
+        }
+        state
     }
 }

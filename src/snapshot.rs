@@ -55,18 +55,18 @@ pub struct UserFacts<'a> {
 /// A bounded set of label values: the known ones first, then up to [`MAX_UNKNOWN_VALUES`]
 /// unknown ones, then `other`. Lookups scan a handful of entries, cheaper than hashing here.
 #[derive(Debug, Clone)]
-struct Vocabulary {
-    values: Vec<Arc<str>>,
+pub(crate) struct Vocabulary {
+    pub(crate) values: Vec<Arc<str>>,
     known: usize,
     other: Option<usize>,
 }
 
 impl Vocabulary {
-    fn new(known: &[&str]) -> Self {
+    pub(crate) fn new(known: &[&str]) -> Self {
         Vocabulary { values: known.iter().map(|v| Arc::from(*v)).collect(), known: known.len(), other: None }
     }
 
-    fn index(&mut self, raw: &str) -> usize {
+    pub(crate) fn index(&mut self, raw: &str) -> usize {
         if let Some(i) = self.values.iter().position(|v| &**v == raw) {
             return i;
         }
@@ -85,7 +85,7 @@ impl Vocabulary {
     }
 }
 
-fn bounded_label_value(raw: &str) -> String {
+pub(crate) fn bounded_label_value(raw: &str) -> String {
     let raw = raw.trim();
     if raw.is_empty() {
         return "unknown".to_string();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -12,10 +12,12 @@ use tokio::time::Instant;
 use tracing::debug;
 use url::Url;
 
-use super::error::{FetchError, RequestResult};
+use super::account_wire::{parse_account, parse_tokens};
+use super::error::{FetchError, Reason, RequestResult};
 use super::retry::{RetryPolicy, is_retryable_status, retry_after};
 use super::wire::{PageSummary, parse_page};
 use crate::config::ClientSettings;
+use crate::credentials::{AccountInfo, TokenSnapshot};
 use crate::secret::ApiKey;
 use crate::snapshot::{Snapshot, UserAggregator};
 
@@ -42,6 +44,8 @@ pub fn build_http_client(settings: &ClientSettings) -> reqwest::Result<reqwest::
 #[derive(Debug, Clone)]
 pub struct GcoreClient {
     http: reqwest::Client,
+    /// The base URL, ending with a slash so that paths join onto it.
+    base_url: Url,
     users_url: Url,
     page_size: u32,
     /// Page requests in flight at once after the first page.
@@ -79,6 +83,7 @@ impl GcoreClient {
         GcoreClient {
             http,
             users_url: base.join("iam/users").expect("a relative path joins onto an http(s) URL"),
+            base_url: base.clone(),
             page_size: settings.page_size.get(),
             concurrency: settings.concurrency.get() as usize,
             retry: RetryPolicy::new(settings.max_retries),
@@ -105,14 +110,37 @@ impl GcoreClient {
         deadline: Instant,
         on_request: &(dyn Fn(RequestResult) + Send + Sync),
     ) -> Result<Snapshot, FetchError> {
-        let budget = deadline.saturating_duration_since(Instant::now());
-        let mut auth = HeaderValue::from_str(&format!("APIKey {}", key.expose()))
-            .expect("ApiKey::parse admits only header-safe characters");
-        auth.set_sensitive(true);
-        match tokio::time::timeout_at(deadline, self.list_users(&auth, on_request)).await {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Deadline(budget)),
-        }
+        within(deadline, self.list_users(&auth_header(key), on_request)).await
+    }
+
+    /// The account (`GET /iam/clients/me`).
+    pub async fn fetch_account(
+        &self,
+        key: &ApiKey,
+        deadline: Instant,
+        on_request: OnRequest<'_>,
+    ) -> Result<AccountInfo, FetchError> {
+        let url = self.base_url.join("iam/clients/me").expect("a relative path joins onto an http(s) URL");
+        let body = within(deadline, self.get_with_retries(&auth_header(key), url, on_request)).await?;
+        report_decode(parse_account(&body), "account", &body, on_request)
+    }
+
+    /// The account's API tokens (`GET /iam/v2/clients/{clientId}/tokens`; the v1 path is
+    /// deprecated). `own_token` marks the token of the exporter's key.
+    pub async fn fetch_tokens(
+        &self,
+        key: &ApiKey,
+        client_id: u64,
+        own_token: Option<u64>,
+        deadline: Instant,
+        on_request: OnRequest<'_>,
+    ) -> Result<TokenSnapshot, FetchError> {
+        let url = self
+            .base_url
+            .join(&format!("iam/v2/clients/{client_id}/tokens"))
+            .expect("a relative path joins onto an http(s) URL");
+        let body = within(deadline, self.get_with_retries(&auth_header(key), url, on_request)).await?;
+        report_decode(parse_tokens(&body, own_token, SystemTime::now()), "token list", &body, on_request)
     }
 
     async fn list_users(&self, auth: &HeaderValue, on_request: OnRequest<'_>) -> Result<Snapshot, FetchError> {
@@ -179,9 +207,25 @@ impl GcoreClient {
         offset: u64,
         on_request: OnRequest<'_>,
     ) -> Result<Vec<u8>, FetchError> {
+        let mut url = self.users_url.clone();
+        url.query_pairs_mut()
+            .append_pair("limit", &self.page_size.to_string())
+            .append_pair("offset", &offset.to_string());
+        self.get_with_retries(auth, url, on_request).await
+    }
+
+    /// A GET whose body is read whole, retried as the SDKs do: the only retry loop of the
+    /// program. Failed attempts are reported here; the caller reports the final result once
+    /// it has parsed the body.
+    async fn get_with_retries(
+        &self,
+        auth: &HeaderValue,
+        url: Url,
+        on_request: OnRequest<'_>,
+    ) -> Result<Vec<u8>, FetchError> {
         let mut retry = 0;
         loop {
-            match self.attempt(auth, offset).await {
+            match self.attempt(auth, url.clone()).await {
                 Ok(body) => return Ok(body),
                 Err(failure) => {
                     on_request(RequestResult::Failed(failure.error.reason()));
@@ -189,7 +233,7 @@ impl GcoreClient {
                         return Err(failure.error);
                     }
                     let wait = self.retry.delay(retry, failure.retry_after);
-                    debug!(offset, retry = retry + 1, wait_ms = wait.as_millis() as u64, error = %failure.error, "retrying");
+                    debug!(path = url.path(), retry = retry + 1, wait_ms = wait.as_millis() as u64, error = %failure.error, "retrying");
                     tokio::time::sleep(wait).await;
                     retry += 1;
                 }
@@ -199,11 +243,7 @@ impl GcoreClient {
 
     /// One HTTP request for one page, read whole (users are counted only once the whole body
     /// is in, so an attempt that breaks off counts nothing and can be retried).
-    async fn attempt(&self, auth: &HeaderValue, offset: u64) -> Result<Vec<u8>, AttemptError> {
-        let mut url = self.users_url.clone();
-        url.query_pairs_mut()
-            .append_pair("limit", &self.page_size.to_string())
-            .append_pair("offset", &offset.to_string());
+    async fn attempt(&self, auth: &HeaderValue, url: Url) -> Result<Vec<u8>, AttemptError> {
         let response = self
             .http
             .get(url)
@@ -339,6 +379,39 @@ impl<'a> InFlight<'a> {
             Poll::Pending
         })
         .await
+    }
+}
+
+/// The `Authorization` header, marked sensitive so that no debug output of a request shows it.
+fn auth_header(key: &ApiKey) -> HeaderValue {
+    let mut auth = HeaderValue::from_str(&format!("APIKey {}", key.expose()))
+        .expect("ApiKey::parse admits only header-safe characters");
+    auth.set_sensitive(true);
+    auth
+}
+
+/// Runs `work` until `deadline`, the end of the poll's time budget.
+async fn within<T>(deadline: Instant, work: impl Future<Output = Result<T, FetchError>>) -> Result<T, FetchError> {
+    let budget = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout_at(deadline, work).await.unwrap_or(Err(FetchError::Deadline(budget)))
+}
+
+/// Reports the final result of a request whose body was parsed: `ok`, or `decode`.
+fn report_decode<T>(
+    parsed: Result<T, serde_json::Error>,
+    what: &'static str,
+    body: &[u8],
+    on_request: OnRequest<'_>,
+) -> Result<T, FetchError> {
+    match parsed {
+        Ok(value) => {
+            on_request(RequestResult::Ok);
+            Ok(value)
+        }
+        Err(e) => {
+            on_request(RequestResult::Failed(Reason::Decode));
+            Err(FetchError::DecodeBody { what, detail: describe_decode_error(&e, body) })
+        }
     }
 }
 

@@ -126,6 +126,8 @@ pub enum FetchError {
     Connect(String),
     #[error("the page at offset {offset} is not a users page: {detail}")]
     Decode { offset: u64, detail: String },
+    #[error("the {what} answer is not what the API documents: {detail}")]
+    DecodeBody { what: &'static str, detail: String },
     #[error("a response was larger than the {0}-byte limit (--gcore.max-response-bytes)")]
     TooLarge(u64),
     #[error("the poll did not finish within its deadline of {0:?} (--poll.timeout)")]
@@ -146,7 +148,7 @@ impl FetchError {
             FetchError::Redirect(_) => Reason::Redirect,
             FetchError::Timeout => Reason::Timeout,
             FetchError::Connect(_) => Reason::Connect,
-            FetchError::Decode { .. } => Reason::Decode,
+            FetchError::Decode { .. } | FetchError::DecodeBody { .. } => Reason::Decode,
             FetchError::TooLarge(_) => Reason::TooLarge,
             FetchError::Deadline(_) => Reason::Deadline,
             FetchError::Incomplete { .. } => Reason::Incomplete,

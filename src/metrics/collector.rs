@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
 use super::AccountLabels;
-use crate::board::{AccountState, Board};
+use crate::board::{AccountState, Board, CollectorState};
 use crate::{REVISION, VERSION};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +37,45 @@ struct GroupLabels {
     group: Arc<str>,
     two_fa: bool,
     activated: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountInfoLabels {
+    account: Arc<str>,
+    client_id: String,
+    status: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenCountLabels {
+    account: Arc<str>,
+    role: Arc<str>,
+    expired: bool,
+    never_expires: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    account: Arc<str>,
+    token_id: Arc<str>,
+    token_name: Arc<str>,
+    role: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenInfoLabels {
+    account: Arc<str>,
+    token_id: Arc<str>,
+    token_name: Arc<str>,
+    role: Arc<str>,
+    used_by_exporter: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectorStateLabels {
+    account: Arc<str>,
+    collector: &'static str,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -185,8 +224,129 @@ impl Collector for AccountCollector {
             None,
             with_data.iter().map(|(s, snap)| (account(s), snap.fetched_users)),
         )?;
-        Ok(())
+        encode_credentials(&mut encoder, &states)
     }
+}
+
+const FROM_CREDENTIALS: &str = "from the last successful background poll of the Gcore IAM API";
+
+/// The families of the account and tokens collectors.
+fn encode_credentials(encoder: &mut DescriptorEncoder, states: &[Arc<AccountState>]) -> Result<(), std::fmt::Error> {
+    let accounts: Vec<_> = states.iter().filter_map(|s| Some((s, s.credentials.account.as_ref()?))).collect();
+    gauges(
+        encoder,
+        "gcore_iam_account_info",
+        &format!("Always 1; the account's client id and status (GET /iam/clients/me), {FROM_CREDENTIALS}."),
+        None,
+        accounts.iter().map(|(s, a)| {
+            (
+                AccountInfoLabels {
+                    account: s.name.clone(),
+                    client_id: a.client_id.to_string(),
+                    status: a.status.clone(),
+                },
+                1i64,
+            )
+        }),
+    )?;
+    gauges(
+        encoder,
+        "gcore_iam_account_active_admin",
+        &format!("1 if the account has an active administrator, {FROM_CREDENTIALS}."),
+        None,
+        accounts.iter().map(|(s, a)| (AccountLabels { account: s.name.clone() }, i64::from(a.has_active_admin))),
+    )?;
+
+    let tokens: Vec<_> = states.iter().filter_map(|s| Some((s, s.credentials.tokens.as_ref()?))).collect();
+    gauges(
+        encoder,
+        "gcore_iam_tokens",
+        &format!(
+            "Non-deleted API tokens by the role of their issuer, expired or not, expiring or not; {FROM_CREDENTIALS}."
+        ),
+        None,
+        tokens.iter().flat_map(|(s, t)| {
+            t.counts.iter().map(|c| {
+                let labels = TokenCountLabels {
+                    account: s.name.clone(),
+                    role: c.role.clone(),
+                    expired: c.expired,
+                    never_expires: c.never_expires,
+                };
+                (labels, c.tokens)
+            })
+        }),
+    )?;
+    let per_token = || {
+        tokens.iter().flat_map(|(s, t)| {
+            t.tokens.iter().map(|token| {
+                let labels = TokenLabels {
+                    account: s.name.clone(),
+                    token_id: token.id.clone(),
+                    token_name: token.name.clone(),
+                    role: token.role.clone(),
+                };
+                (labels, token)
+            })
+        })
+    };
+    gauges(
+        encoder,
+        "gcore_iam_token_info",
+        &format!(
+            "Always 1 per non-deleted API token; used_by_exporter marks the token of the exporter's own key; {FROM_CREDENTIALS}."
+        ),
+        None,
+        per_token().map(|(l, t)| {
+            let labels = TokenInfoLabels {
+                account: l.account,
+                token_id: l.token_id,
+                token_name: l.token_name,
+                role: l.role,
+                used_by_exporter: t.used_by_exporter,
+            };
+            (labels, 1i64)
+        }),
+    )?;
+    gauges(
+        encoder,
+        "gcore_iam_token_expiry_timestamp",
+        &format!("When the API token expires (absent for a token that never expires); {FROM_CREDENTIALS}."),
+        Some(&Unit::Seconds),
+        per_token().filter_map(|(l, t)| Some((l, t.expires_at?))),
+    )?;
+    gauges(
+        encoder,
+        "gcore_iam_token_last_used_timestamp",
+        &format!("When the API token was last used (absent for a token never used); {FROM_CREDENTIALS}."),
+        Some(&Unit::Seconds),
+        per_token().filter_map(|(l, t)| Some((l, t.last_used_at?))),
+    )?;
+    gauges(
+        encoder,
+        "gcore_iam_token_issuer_deleted",
+        &format!("1 if the user who issued the API token is deleted (the token still works); {FROM_CREDENTIALS}."),
+        None,
+        per_token().map(|(l, t)| (l, i64::from(t.issuer_deleted))),
+    )?;
+
+    gauges(
+        encoder,
+        "gcore_iam_collector_state",
+        "1 for the current state of each optional collector of the account (ok, forbidden: the key may not read it, failing, disabled), 0 for the others.",
+        None,
+        states.iter().flat_map(|s| {
+            [("account", s.credentials.account_state), ("tokens", s.credentials.tokens_state)]
+                .into_iter()
+                .filter_map(|(collector, state)| Some((collector, state?)))
+                .flat_map(move |(collector, current)| {
+                    CollectorState::ALL.into_iter().map(move |state| {
+                        let labels = CollectorStateLabels { account: s.name.clone(), collector, state: state.as_str() };
+                        (labels, i64::from(state == current))
+                    })
+                })
+        }),
+    )
 }
 
 /// Encodes one gauge family; a family without series is left out entirely.

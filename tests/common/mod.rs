@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use gcore_iam_exporter::config::{AccountConfig, ClientSettings, Config, KeySource, LogFormat};
+use gcore_iam_exporter::config::{AccountConfig, ClientSettings, Collectors, Config, KeySource, LogFormat};
 use gcore_iam_exporter::fake_api::FakeApi;
 use gcore_iam_exporter::secret::ApiKey;
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,8 @@ pub fn config(accounts: Vec<AccountConfig>) -> Config {
         max_staleness: None,
         web: None,
         server_limits: Default::default(),
+        // Off by default here, so that request counts are those of the user pages alone.
+        collectors: Collectors { account: false, tokens: false },
         client: ClientSettings {
             page_size: NonZeroU32::new(3).unwrap(),
             request_timeout: Duration::from_secs(2),
