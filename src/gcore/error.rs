@@ -41,19 +41,9 @@ impl Reason {
         Reason::KeyError,
     ];
 
-    /// Reasons a single HTTP request can end with (the others belong to a whole poll).
-    pub const REQUEST: [Reason; 10] = [
-        Reason::Unauthorized,
-        Reason::Forbidden,
-        Reason::RateLimited,
-        Reason::ServerError,
-        Reason::ClientError,
-        Reason::Redirect,
-        Reason::Timeout,
-        Reason::Connect,
-        Reason::Decode,
-        Reason::TooLarge,
-    ];
+    /// Reasons a single HTTP request can end with: the first ten of [`Reason::ALL`]; the
+    /// others belong to a whole poll.
+    pub const REQUEST: &'static [Reason] = Reason::ALL.split_at(10).0;
 
     pub fn as_str(self) -> &'static str {
         match self {

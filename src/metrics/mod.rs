@@ -118,7 +118,7 @@ impl Metrics {
                 let _ = failures.get_or_create(&FailureLabels { account: account.clone(), reason });
             }
             let _ = requests.get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Ok });
-            for reason in Reason::REQUEST {
+            for &reason in Reason::REQUEST {
                 let _ = requests
                     .get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Failed(reason) });
             }
