@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
             snapshot: Some(Arc::new(aggregator.finish(10_000))),
             last_success: Some(now),
             last_poll: Some(PollRecord { finished_at: now, duration: std::time::Duration::from_millis(80), failure: None }),
+            credentials: Default::default(),
         },
     );
     let metrics = Metrics::new(board, std::time::Duration::from_secs(300));

@@ -15,6 +15,10 @@ pub const MAX_UNKNOWN_VALUES: usize = 20;
 /// The value unknown values fall back to once a label has reached its cap.
 pub const OTHER: &str = "other";
 
+// Label indices must fit the 64-bit sets that de-duplicate a user's groups and auth types.
+const _: () = assert!(KNOWN_GROUPS.len() + MAX_UNKNOWN_VALUES + 1 <= 64);
+const _: () = assert!(KNOWN_AUTH_TYPES.len() + MAX_UNKNOWN_VALUES + 1 <= 64);
+
 /// Unknown values are cut to this many bytes so a misbehaving API cannot bloat a label.
 const MAX_LABEL_VALUE_BYTES: usize = 64;
 
@@ -74,7 +78,9 @@ impl Vocabulary {
         if let Some(i) = self.values.iter().position(|v| **v == *value) {
             return i;
         }
-        if self.values.len() - self.known - usize::from(self.other.is_some()) < MAX_UNKNOWN_VALUES {
+        // A value spelled like the overflow bucket is put in it, or two series would share
+        // the same labels.
+        if value != OTHER && self.values.len() - self.known - usize::from(self.other.is_some()) < MAX_UNKNOWN_VALUES {
             self.values.push(Arc::from(value.as_str()));
             return self.values.len() - 1;
         }
@@ -257,33 +263,27 @@ impl UserAggregator {
         grow(&mut self.user_counts, t);
         self.user_counts[t][flags(user)] += 1;
 
-        // A group or auth type listed twice for one user still counts the user once.
-        let mut counted = [usize::MAX; 8];
-        let mut n = 0;
+        // A group or auth type listed twice for one user still counts the user once. Indices
+        // are bounded (known values + MAX_UNKNOWN_VALUES + the overflow bucket), so a bit set
+        // of 64 remembers which were counted.
+        let mut counted = 0u64;
         let bits = usize::from(user.two_fa) << 1 | usize::from(user.activated);
         for group in groups {
             let g = self.groups.index(group);
-            if counted[..n.min(8)].contains(&g) {
+            if counted & 1 << g != 0 {
                 continue;
             }
-            if n < 8 {
-                counted[n] = g;
-            }
-            n += 1;
+            counted |= 1 << g;
             grow(&mut self.group_counts, g);
             self.group_counts[g][bits] += 1;
         }
-        let mut counted = [usize::MAX; 8];
-        let mut n = 0;
+        let mut counted = 0u64;
         for auth_type in auth_types {
             let a = self.auth_types.index(auth_type);
-            if counted[..n.min(8)].contains(&a) {
+            if counted & 1 << a != 0 {
                 continue;
             }
-            if n < 8 {
-                counted[n] = a;
-            }
-            n += 1;
+            counted |= 1 << a;
             grow(&mut self.auth_counts, a);
             self.auth_counts[a][usize::from(user.two_fa)] += 1;
         }
