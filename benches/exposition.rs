@@ -28,7 +28,11 @@ fn bench(c: &mut Criterion) {
             name: Arc::from("production"),
             snapshot: Some(Arc::new(aggregator.finish(10_000))),
             last_success: Some(now),
-            last_poll: Some(PollRecord { finished_at: now, duration: std::time::Duration::from_millis(80), failure: None }),
+            last_poll: Some(PollRecord {
+                finished_at: now,
+                duration: std::time::Duration::from_millis(80),
+                failure: None,
+            }),
             credentials: Default::default(),
         },
     );

@@ -16,8 +16,8 @@ pub const MAX_UNKNOWN_VALUES: usize = 20;
 pub const OTHER: &str = "other";
 
 // Label indices must fit the 64-bit sets that de-duplicate a user's groups and auth types.
-const _: () = assert!(KNOWN_GROUPS.len() + MAX_UNKNOWN_VALUES + 1 <= 64);
-const _: () = assert!(KNOWN_AUTH_TYPES.len() + MAX_UNKNOWN_VALUES + 1 <= 64);
+const _: () = assert!(KNOWN_GROUPS.len() + MAX_UNKNOWN_VALUES < 64);
+const _: () = assert!(KNOWN_AUTH_TYPES.len() + MAX_UNKNOWN_VALUES < 64);
 
 /// Unknown values are cut to this many bytes so a misbehaving API cannot bloat a label.
 const MAX_LABEL_VALUE_BYTES: usize = 64;

@@ -542,7 +542,6 @@ async fn duplicate_on_the_last_page_is_counted_once() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a first page with a duplicate (4 records for limit=3) sets the stride to 4 and user 4 is never fetched"]
 async fn duplicate_on_the_first_page_neither_double_counts_nor_skips() {
     let rig = Rig::start_slow().await;
     rig.good_poll().await;
@@ -635,15 +634,17 @@ async fn empty_page_before_count_ends_the_poll_and_shows_the_shortfall() {
 }
 
 #[tokio::test]
-async fn oversized_first_page_within_the_limit_ends_the_poll_early() {
+async fn oversized_first_page_is_counted_once_within_the_usual_requests() {
     let rig = Rig::start().await;
     rig.good_poll().await;
     let before = rig.between_polls().await;
-    // Page 1 brings all ten users for limit=3: one request instead of four, same numbers.
+    // Page 1 brings all ten users for limit=3. A page is taken to cover at most `limit` places
+    // (so a page that repeats a user cannot make the next offset skip one), so the later pages
+    // are still asked for: same numbers, no more requests than a normal poll.
     on_page(&rig, 1, Fault::OversizedPage(10));
     let s = rig.stays_up_until(|s| polls(s) > polls(&before)).await;
     assert_population_numbers(&s);
-    assert_eq!(all_requests(&s) - all_requests(&before), PAGES * (polls(&s) - polls(&before)) - 3.0);
+    assert_eq!(all_requests(&s) - all_requests(&before), PAGES * (polls(&s) - polls(&before)));
 }
 
 #[tokio::test]

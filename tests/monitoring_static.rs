@@ -2,7 +2,7 @@
 //! (`dashboards/`) and the Prometheus rules (`prometheus/`).
 //!
 //! Every PromQL expression is parsed, and every metric and label it names must be one
-//! the exporter exposes. The allowed names come from the table of
+//! the exporter exposes. The allowed names come from the tables of
 //! `docs/metrics-contract.md` (parsed here, so the contract stays the one source), plus
 //! the recording rules of `prometheus/recording.yaml`, Prometheus's own `up`, and the
 //! target labels `job` and `instance` that Prometheus adds to every series.
@@ -70,8 +70,8 @@ fn assert_no_problems(what: &str, problems: &[String]) {
 // The catalogue of allowed names
 // ---------------------------------------------------------------------------------------
 
-/// The metrics of the contract's table: rows like
-/// "| `gcore_iam_users` | gauge | account, user_type, ... | meaning |".
+/// The metrics of the contract's tables (the users table and the account and tokens one):
+/// rows like "| `gcore_iam_users` | gauge | account, user_type, ... | meaning |".
 fn contract_metrics() -> Catalogue {
     let mut metrics = Catalogue::new();
     for line in read("docs/metrics-contract.md").lines() {
@@ -320,12 +320,32 @@ fn panel_where(file: &str, panel: &Value) -> String {
 #[test]
 fn contract_table_parses_into_the_known_families() {
     let metrics = contract_metrics();
-    assert_eq!(metrics.len(), 14, "families in docs/metrics-contract.md: {:?}", metrics.keys());
+    assert_eq!(metrics.len(), 14 + 8, "families in both tables of docs/metrics-contract.md: {:?}", metrics.keys());
     let users = &metrics["gcore_iam_users"];
     for label in ["account", "user_type", "two_fa", "activated", "sso_auth", "is_active", "job", "instance"] {
         assert!(users.contains(label), "gcore_iam_users lacks {label}: {users:?}");
     }
     assert!(!metrics["gcore_iam_exporter_build_info"].contains("account"));
+
+    // The second table: the account and tokens collectors.
+    let labels = |name: &str| -> Vec<&str> {
+        let mut own: Vec<&str> =
+            metrics[name].iter().map(String::as_str).filter(|l| !TARGET_LABELS.contains(l)).collect();
+        own.sort_unstable();
+        own
+    };
+    assert_eq!(labels("gcore_iam_account_info"), ["account", "client_id", "status"]);
+    assert_eq!(labels("gcore_iam_account_active_admin"), ["account"]);
+    assert_eq!(labels("gcore_iam_tokens"), ["account", "expired", "never_expires", "role"]);
+    assert_eq!(labels("gcore_iam_token_info"), ["account", "role", "token_id", "token_name", "used_by_exporter"]);
+    for per_token in [
+        "gcore_iam_token_expiry_timestamp_seconds",
+        "gcore_iam_token_last_used_timestamp_seconds",
+        "gcore_iam_token_issuer_deleted",
+    ] {
+        assert_eq!(labels(per_token), ["account", "role", "token_id", "token_name"], "{per_token}");
+    }
+    assert_eq!(labels("gcore_iam_collector_state"), ["account", "collector", "state"]);
 }
 
 #[test]
@@ -375,7 +395,7 @@ fn alerting_rules_use_only_exported_names_and_are_annotated() {
     let names = catalogue();
     let mut problems = Vec::new();
     let alerts = rules("prometheus/alerts.yaml");
-    assert!(alerts.len() >= 10, "expected the 10 alerts of the issue, found {}", alerts.len());
+    assert!(alerts.len() >= 20, "expected the 10 user alerts and the 10 credential alerts, found {}", alerts.len());
     for rule in &alerts {
         let alert = rule["alert"].as_str().unwrap_or("?");
         let where_ = format!("alert {alert}");
@@ -498,7 +518,7 @@ fn dashboard_expressions_use_only_exported_names() {
 #[test]
 fn dashboards_are_importable_and_provisionable() {
     let files = dashboards();
-    assert_eq!(files.len(), 3, "the Overview, Security posture and Exporter dashboards");
+    assert_eq!(files.len(), 4, "the Overview, Security posture, Credentials and Exporter dashboards");
     let mut problems = Vec::new();
     let mut uids = BTreeSet::new();
     let mut titles = BTreeSet::new();
@@ -586,6 +606,38 @@ fn dashboards_are_importable_and_provisionable() {
     assert_no_problems("dashboard structure", &problems);
 }
 
+/// The unit a panel should show for these expressions.
+fn expected_unit(exprs: &[&str]) -> &'static str {
+    let any = |needle: &str| exprs.iter().any(|e| e.contains(needle));
+    if any(" bool ") {
+        // A sum of `bool` comparisons counts series, whatever they measure.
+        "none"
+    } else if any(":ratio") || (any(" / ") && any("rate(")) {
+        "percentunit"
+    } else if any("_timestamp_seconds") && any("* 1000") {
+        "dateTimeFromNow"
+    } else if any("time() -") || any("- time()") || any("_duration_seconds") {
+        "s"
+    } else if any("rate(gcore_iam_api_requests_total") {
+        "reqps"
+    } else if any("rate(") {
+        "ops"
+    } else {
+        "none"
+    }
+}
+
+/// The unit a field override sets for the field named `name`, if one does.
+fn override_unit<'a>(panel: &'a Value, names: &[&str]) -> Option<&'a str> {
+    let overrides = panel["fieldConfig"]["overrides"].as_array()?;
+    overrides
+        .iter()
+        .filter(|o| o["matcher"]["id"] == "byName" && names.iter().any(|n| o["matcher"]["options"] == *n))
+        .flat_map(|o| o["properties"].as_array().into_iter().flatten())
+        .find(|p| p["id"] == "unit")
+        .and_then(|p| p["value"].as_str())
+}
+
 #[test]
 fn dashboard_units_fit_what_panels_show() {
     let mut problems = Vec::new();
@@ -594,26 +646,33 @@ fn dashboard_units_fit_what_panels_show() {
             let where_ = panel_where(&file, panel);
             let defaults = &panel["fieldConfig"]["defaults"];
             let unit = defaults["unit"].as_str().unwrap_or_default();
-            let exprs: Vec<&str> = targets(panel).iter().filter_map(|t| t["expr"].as_str()).collect();
-            let any = |needle: &str| exprs.iter().any(|e| e.contains(needle));
-            let expected = if any(":ratio") || (any(" / ") && any("rate(")) {
-                "percentunit"
-            } else if any("_timestamp_seconds") && any("* 1000") {
-                "dateTimeFromNow"
-            } else if any("time() -") || any("_duration_seconds") {
-                "s"
-            } else if any("rate(gcore_iam_api_requests_total") {
-                "reqps"
-            } else if any("rate(") {
-                "ops"
-            } else {
-                "none"
-            };
-            if unit != expected {
-                problems.push(format!("{where_}: unit {unit:?}, want {expected:?}"));
-            }
             if unit == "percentunit" && defaults["max"].as_f64().is_some_and(|m| m > 1.0) {
                 problems.push(format!("{where_}: percentunit panel with max above 1"));
+            }
+            if panel["type"] == "table" {
+                // Each query is a column ("Value #A", maybe renamed): its override, or the default.
+                let renames = panel["transformations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["id"] == "organize")
+                    .map(|t| t["options"]["renameByName"].clone())
+                    .unwrap_or_default();
+                for target in targets(panel) {
+                    let column = format!("Value #{}", target["refId"].as_str().unwrap_or_default());
+                    let renamed = renames[&column].as_str().unwrap_or(&column);
+                    let got = override_unit(panel, &[&column, renamed]).unwrap_or(unit);
+                    let want = expected_unit(&[target["expr"].as_str().unwrap_or_default()]);
+                    if got != want {
+                        problems.push(format!("{where_}: column {renamed:?} has unit {got:?}, want {want:?}"));
+                    }
+                }
+                continue;
+            }
+            let exprs: Vec<&str> = targets(panel).iter().filter_map(|t| t["expr"].as_str()).collect();
+            let expected = expected_unit(&exprs);
+            if unit != expected {
+                problems.push(format!("{where_}: unit {unit:?}, want {expected:?}"));
             }
         }
     }
@@ -661,6 +720,65 @@ fn security_problems_show_red() {
     }
     assert!(checked >= 3, "expected the administrators-without-2FA and the 2FA coverage panels, checked {checked}");
     assert_no_problems("security thresholds", &problems);
+}
+
+/// The colour a value mapping gives to `value`, if any.
+fn mapped_color<'a>(panel: &'a Value, value: &str) -> Option<&'a str> {
+    let mappings = panel["fieldConfig"]["defaults"]["mappings"].as_array()?;
+    mappings.iter().find_map(|m| m["options"][value]["color"].as_str())
+}
+
+#[test]
+fn credential_problems_show_red() {
+    let (file, d) = dashboards()
+        .into_iter()
+        .find(|(_, d)| d["title"] == "Gcore IAM / Credentials")
+        .expect("the Credentials dashboard");
+    let mut problems = Vec::new();
+    let mut checked = BTreeSet::new();
+    for panel in panels(&d) {
+        let exprs: Vec<&str> = targets(panel).iter().filter_map(|t| t["expr"].as_str()).collect();
+        let any = |needle: &str| exprs.iter().any(|e| e.contains(needle));
+        let where_ = panel_where(&file, panel);
+        let thresholds = &panel["fieldConfig"]["defaults"]["thresholds"];
+        if any("gcore_iam_account_active_admin") {
+            checked.insert("active admin");
+            if mapped_color(panel, "0") != Some("red") || red_from(panel) != Some(None) {
+                problems.push(format!("{where_}: no active administrator (0) must show red"));
+            }
+        }
+        if any("gcore_iam_account_info{status!=\"active\"") {
+            checked.insert("account status");
+            // Any status but active is 1, active is 0.
+            if red_from(panel) != Some(Some(1.0)) {
+                problems.push(format!("{where_}: a status other than active must show red, thresholds {thresholds}"));
+            }
+        }
+        if any("used_by_exporter=\"true\"") && panel["type"] == "stat" {
+            checked.insert("exporter token");
+            // Red in the last day, as GcoreIamExporterTokenExpiring has paged by then.
+            let steps = thresholds["steps"].as_array().cloned().unwrap_or_default();
+            let red_below_a_day = red_from(panel) == Some(None)
+                && steps.get(1).is_some_and(|s| s["value"].as_f64().is_some_and(|v| v >= 86_400.0));
+            if !red_below_a_day {
+                problems.push(format!("{where_}: must be red below a day, thresholds {thresholds}"));
+            }
+        }
+        if any("gcore_iam_token_issuer_deleted") && panel["type"] == "stat" {
+            checked.insert("issuer deleted");
+            if red_from(panel) != Some(Some(1.0)) {
+                problems.push(format!("{where_}: must turn red at 1, thresholds {thresholds}"));
+            }
+        }
+        if any("gcore_iam_collector_state") {
+            checked.insert("collector state");
+            if mapped_color(panel, "0") != Some("green") || mapped_color(panel, "3") != Some("red") {
+                problems.push(format!("{where_}: OK (0) must be green and FAILING (3) red"));
+            }
+        }
+    }
+    assert_eq!(checked.len(), 5, "panels found: {checked:?}");
+    assert_no_problems("credential thresholds", &problems);
 }
 
 /// The container path a compose volume `source:target[:mode]` mounts `source` at.

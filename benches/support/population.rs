@@ -33,7 +33,7 @@ pub fn user(i: u64) -> FakeUser {
         .groups(&[(gid, gname)])
         .email(&format!("{}.{}{id}@example-company.com", first.to_lowercase(), last.to_lowercase()))
         .name(Some(&format!("{first} {last}")))
-        .phone(((r >> 9) % 2 == 0).then(|| format!("+4930{:07}", (r >> 10) % 10_000_000)).as_deref())
+        .phone((r >> 9).is_multiple_of(2).then(|| format!("+4930{:07}", (r >> 10) % 10_000_000)).as_deref())
         .lang(LANGS[pick(34, 5)])
         .user_type(USER_TYPES[if pick(17, 100) < 90 { 0 } else { 1 + pick(24, 2) }])
         .auth_types(&[AUTH_TYPES[pick(27, 4)]])

@@ -1,10 +1,13 @@
 //! The seeded synthetic account behind `--demo`: plausible proportions, every group, user type
 //! and auth type, and guaranteed findings for the dashboards to show.
 
+use std::time::{Duration, SystemTime};
+
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
+use super::account::{FakeAccount, FakeToken, FakeTokenIssuer};
 use super::evolution;
 use super::user::{ADMINISTRATORS, ENGINEERS, FakeGroup, FakeUser, IAM_GROUPS, PURGE_API, PURGE_API_WEB, USERS};
 
@@ -123,6 +126,80 @@ fn guarantee_findings(users: &mut [FakeUser], rng: &mut impl Rng) {
     }
 }
 
+/// The demo account: active, with an active administrator.
+pub(crate) fn account() -> FakeAccount {
+    FakeAccount::new(CLIENT).company_name(COMPANY)
+}
+
+/// The id of the token whose secret is the demo key (`42_...`): the exporter's own.
+pub(crate) const EXPORTER_TOKEN: u64 = 42;
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The demo account's API tokens, dated relative to `now`, each one a finding of the token
+/// alerts (or, for the exporter's own, the reason it keeps working). Issuers are users of
+/// `users`: live ones of the Administrators, Engineers and Users groups, and a deleted one.
+pub(crate) fn tokens(users: &[FakeUser], now: SystemTime) -> Vec<FakeToken> {
+    let issuer = |group: u64| {
+        let user = users.iter().find(|u| !u.deleted && u.is_in_group(group));
+        issuer_of(user, group, false)
+    };
+    let admin = issuer(ADMINISTRATORS);
+    let engineer = issuer(ENGINEERS);
+    let user = issuer(USERS);
+    let gone = users.iter().find(|u| u.deleted);
+    let gone = issuer_of(gone, gone.and_then(|u| u.groups.first()).map_or(ENGINEERS, |g| g.id), true);
+
+    let ago = |d: Duration| now - d;
+    let after = |d: Duration| now + d;
+    let token = |id: u64, name: &str, created: Duration, issuer: &FakeTokenIssuer| {
+        FakeToken::new(id, name).created_at(ago(created)).issued_by(issuer.clone())
+    };
+    vec![
+        token(EXPORTER_TOKEN, "gcore-iam-exporter", 85 * DAY, &admin)
+            .description("Prometheus exporter: read-only polling of IAM")
+            .expires_at(after(5 * DAY))
+            .last_used_at(ago(Duration::from_secs(120))),
+        token(101, "ci-deploy", 350 * DAY, &engineer)
+            .description("CI pipeline deployments")
+            .expires_at(after(12 * HOUR))
+            .last_used_at(ago(HOUR)),
+        token(102, "cdn-purge", 170 * DAY, &user)
+            .description("purges the CDN cache after releases")
+            .expires_at(after(3 * DAY))
+            .last_used_at(ago(6 * HOUR)),
+        token(103, "terraform", 400 * DAY, &admin).description("infrastructure as code").last_used_at(ago(2 * DAY)),
+        token(104, "legacy-backup", 300 * DAY, &gone)
+            .description("nightly backup of DNS zones")
+            .expires_at(after(60 * DAY))
+            .last_used_at(ago(10 * HOUR)),
+        token(105, "grafana-reader", 20 * DAY, &user).description("dashboards").expires_at(after(90 * DAY)),
+        token(106, "old-migration", 380 * DAY, &user)
+            .description("one-off data migration")
+            .expires_at(after(200 * DAY))
+            .last_used_at(ago(120 * DAY)),
+        token(107, "staging-smoke-tests", 95 * DAY, &engineer)
+            .expires_at(ago(2 * DAY))
+            .expired(true)
+            .last_used_at(ago(3 * DAY)),
+        token(108, "revoked-laptop", 200 * DAY, &engineer)
+            .expires_at(after(30 * DAY))
+            .deleted(true)
+            .last_used_at(ago(40 * DAY)),
+    ]
+}
+
+fn issuer_of(user: Option<&FakeUser>, role: u64, deleted: bool) -> FakeTokenIssuer {
+    let Some(user) = user else {
+        return FakeTokenIssuer::new(FIRST_ID, role).deleted(deleted);
+    };
+    let mut issuer = FakeTokenIssuer::new(user.id, role).deleted(deleted);
+    issuer.user_name = user.name.clone().unwrap_or_else(|| user.email.clone());
+    issuer.user_email.clone_from(&user.email);
+    issuer
+}
+
 fn pick_live<'a>(users: &'a mut [FakeUser], rng: &mut impl Rng) -> &'a mut FakeUser {
     let live: Vec<usize> = (0..users.len()).filter(|&i| !users[i].deleted).collect();
     let i = *live.choose(rng).expect("the demo population is never all deleted");
@@ -184,6 +261,44 @@ mod tests {
         assert!(users.iter().any(|u| u.sso_auth) && users.iter().any(|u| !u.sso_auth));
         assert!(users.iter().any(|u| !u.is_active && !u.deleted));
         assert!(users.iter().any(|u| u.two_fa) && users.iter().any(|u| !u.two_fa));
+    }
+
+    #[test]
+    fn demo_tokens_carry_every_finding() {
+        use std::time::UNIX_EPOCH;
+
+        let users = population(5);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let tokens = tokens(&users, now);
+        let at = |s: &Option<String>| s.as_deref().map(|s| humantime::parse_rfc3339(s).unwrap());
+        let live: Vec<&FakeToken> = tokens.iter().filter(|t| !t.deleted).collect();
+        assert_eq!(live.len(), 8);
+        assert!(tokens.iter().any(|t| t.deleted), "a deleted token, hidden by default");
+        let expires_within = |d: Duration| -> Vec<&str> {
+            let soon = |t: &&&FakeToken| at(&t.exp_date).is_some_and(|e| e > now && e <= now + d);
+            live.iter().filter(soon).map(|t| t.name.as_str()).collect()
+        };
+        assert_eq!(expires_within(DAY), ["ci-deploy"]);
+        assert_eq!(expires_within(7 * DAY), ["gcore-iam-exporter", "ci-deploy", "cdn-purge"]);
+        let own = live.iter().find(|t| t.id == EXPORTER_TOKEN).expect("the exporter's own token");
+        assert_eq!(at(&own.exp_date), Some(now + 5 * DAY));
+        assert_eq!(live.iter().filter(|t| t.exp_date.is_none()).count(), 1, "one never expires");
+        assert_eq!(live.iter().filter(|t| t.last_usage.is_none()).count(), 1, "one never used");
+        assert_eq!(live.iter().filter(|t| at(&t.last_usage).is_some_and(|u| u < now - 90 * DAY)).count(), 1);
+        assert_eq!(live.iter().filter(|t| t.issuer.deleted).count(), 1);
+        let expired: Vec<_> = live.iter().filter(|t| t.expired).collect();
+        assert_eq!(expired.len(), 1);
+        assert!(at(&expired[0].exp_date).unwrap() < now);
+        for token in &live {
+            let user = users.iter().find(|u| u.id == token.issuer.user_id).expect("issued by a user of the account");
+            assert_eq!(user.deleted, token.issuer.deleted, "{}", token.name);
+        }
+        let roles: HashSet<&str> = live.iter().map(|t| t.issuer.role_name.as_str()).collect();
+        for role in ["Administrators", "Users", "Engineers"] {
+            assert!(roles.contains(role), "{role}: {roles:?}");
+        }
+        let ids: HashSet<u64> = tokens.iter().map(|t| t.id).collect();
+        assert_eq!(ids.len(), tokens.len(), "ids are unique");
     }
 
     #[test]

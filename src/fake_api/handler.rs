@@ -1,31 +1,36 @@
-//! The HTTP face of the fake: one route, `GET /iam/users`, answering as the real API does and
-//! applying the scripted faults in the order documented on [`super::FakeApi`].
+//! The HTTP face of the fake: `GET /iam/users`, `GET /iam/clients/me` and
+//! `GET /iam/v2/clients/{clientId}/tokens`, answering as the real API does and applying the
+//! scripted faults (to the users only) in the order documented on [`super::FakeApi`].
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use super::pagination::{self, BadQuery, PageRequest};
+use super::tokens::TokenQuery;
 use super::transport::Connection;
-use super::wire::{Envelope, NOT_AUTHENTICATED};
-use super::{FakeApi, FakeUser, Fault, RecordedRequest};
+use super::wire::{ACCOUNT_NOT_FOUND, Envelope, FORBIDDEN, NOT_AUTHENTICATED, WireAccount, WireToken};
+use super::{ACCOUNT_PATH, FakeApi, FakeUser, Fault, RecordedRequest, USERS_PATH};
 
-/// The path of the only endpoint.
-const USERS_PATH: &str = "/iam/users";
+/// The route of the tokens endpoint (v2; the deprecated v1 path is not served).
+const TOKENS_ROUTE: &str = "/iam/v2/clients/{client_id}/tokens";
 
 pub(crate) fn router(api: FakeApi) -> Router {
     Router::new()
         // `any` rather than `get`, so that other methods are still recorded before the 405.
         .route(USERS_PATH, any(users))
+        .route(ACCOUNT_PATH, any(account))
+        .route(TOKENS_ROUTE, any(tokens))
         .fallback(|| async { json(StatusCode::NOT_FOUND, r#"{"detail": "Not found."}"#) })
         .with_state(api)
 }
 
-async fn users(State(api): State<FakeApi>, request: Request) -> Response {
-    let (parts, _body) = request.into_parts();
+/// Records the request; returns whether it carried the right key.
+fn record(api: &FakeApi, parts: &Parts) -> bool {
     let authorization = header_text(&parts.headers, header::AUTHORIZATION);
     let authorized = authorization.as_deref().is_some_and(|value| api.accepts(value));
     api.record(RecordedRequest {
@@ -36,14 +41,71 @@ async fn users(State(api): State<FakeApi>, request: Request) -> Response {
         host: header_text(&parts.headers, header::HOST),
         authorization,
     });
+    authorized
+}
+
+fn method_not_allowed(method: &Method) -> Response {
+    let mut response =
+        json(StatusCode::METHOD_NOT_ALLOWED, &format!(r#"{{"detail": "Method \"{method}\" not allowed."}}"#));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+    response
+}
+
+fn unauthorized() -> Response {
+    let mut response = json(StatusCode::UNAUTHORIZED, NOT_AUTHENTICATED);
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("APIKey"));
+    response
+}
+
+async fn account(State(api): State<FakeApi>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let authorized = record(&api, &parts);
+    if parts.method != Method::GET {
+        return method_not_allowed(&parts.method);
+    }
+    if !authorized {
+        return unauthorized();
+    }
+    let account = api.account();
+    serialized(&WireAccount::new(&account, api.current_user()))
+}
+
+async fn tokens(State(api): State<FakeApi>, Path(client_id): Path<String>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let authorized = record(&api, &parts);
+    if parts.method != Method::GET {
+        return method_not_allowed(&parts.method);
+    }
+    if !authorized {
+        return unauthorized();
+    }
+    // A key that is not an administrator's may not list tokens, whichever account it names.
+    if api.tokens_forbidden() {
+        return json(StatusCode::FORBIDDEN, FORBIDDEN);
+    }
+    let account_id = api.account().id;
+    if client_id.parse::<u64>().ok() != Some(account_id) {
+        return json(StatusCode::NOT_FOUND, ACCOUNT_NOT_FOUND);
+    }
+    let query = match TokenQuery::parse(&parts.uri) {
+        Ok(query) => query,
+        Err(BadQuery(body)) => return json(StatusCode::BAD_REQUEST, &body.to_string()),
+    };
+    let tokens = api.token_snapshot();
+    let listed: Vec<WireToken<'_>> = tokens
+        .iter()
+        .filter(|token| query.matches(token))
+        .map(|token| WireToken { token, client_id: account_id })
+        .collect();
+    serialized(&listed)
+}
+
+async fn users(State(api): State<FakeApi>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let authorized = record(&api, &parts);
 
     if parts.method != Method::GET {
-        let mut response = json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &format!(r#"{{"detail": "Method \"{}\" not allowed."}}"#, parts.method),
-        );
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return response;
+        return method_not_allowed(&parts.method);
     }
 
     let fault = api.next_fault();
@@ -55,9 +117,7 @@ async fn users(State(api): State<FakeApi>, request: Request) -> Response {
     }
 
     let answer = if !authorized {
-        let mut response = json(StatusCode::UNAUTHORIZED, NOT_AUTHENTICATED);
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("APIKey"));
-        response
+        unauthorized()
     } else {
         match PageRequest::parse(&parts.uri) {
             Ok(page) => list(&api.snapshot(), page, fault.as_ref()),
@@ -126,6 +186,17 @@ fn list(users: &[FakeUser], page: PageRequest, fault: Option<&Fault>) -> Respons
         // Unreachable in practice: the wire types hold only strings, numbers and booleans.
         Err(e) => {
             tracing::error!(error = %e, "fake API: cannot serialize users");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A 200 with `body` as JSON.
+fn serialized(body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "fake API: cannot serialize an answer");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }

@@ -1,19 +1,24 @@
-//! A built-in fake of the Gcore IAM API (`GET /iam/users`), for `--demo` mode and the tests.
+//! A built-in fake of the Gcore IAM API, for `--demo` mode and the tests: `GET /iam/users`,
+//! `GET /iam/clients/me` and `GET /iam/v2/clients/{clientId}/tokens`.
 //!
-//! It keeps the contract of Gcore's OpenAPI for this endpoint: APIKey auth, the
-//! `limit`/`offset` envelope or the bare array, every field of `User`. Tests script faults and
-//! read back the requests it received; demo mode lets a seeded population drift slowly.
+//! It keeps the contract of Gcore's OpenAPI for these endpoints: APIKey auth, the
+//! `limit`/`offset` envelope or the bare array, every field of `User`, `ClientBase` and
+//! `TokenResponse`. Tests script faults and read back the requests it received; demo mode lets a
+//! seeded population drift slowly.
 
+mod account;
 mod demo;
 mod evolution;
 mod fault;
 mod handler;
 mod pagination;
+mod tokens;
 mod transport;
 mod user;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -23,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use account::{FakeAccount, FakeToken, FakeTokenIssuer, rfc3339};
 pub use fault::Fault;
 pub use user::{
     ADMINISTRATORS, DEFAULT_CLIENT, ENGINEERS, FakeGroup, FakeUser, IAM_GROUPS, PURGE_API, PURGE_API_WEB, USERS,
@@ -33,12 +39,18 @@ use fault::FaultPlan;
 /// How long a stopping server waits for requests in flight (a scripted `Delay` may be long).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// One request the fake received on `/iam/users`.
+/// The path of the users endpoint, as recorded in [`RecordedRequest::path`].
+pub const USERS_PATH: &str = "/iam/users";
+/// The path of the account endpoint.
+pub const ACCOUNT_PATH: &str = "/iam/clients/me";
+
+/// One request the fake received on one of its endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {
     /// HTTP method, e.g. `GET`.
     pub method: String,
-    /// The path, `/iam/users`.
+    /// The path: [`USERS_PATH`], [`ACCOUNT_PATH`] or `/iam/v2/clients/<id>/tokens` (as sent,
+    /// whatever the id).
     pub path: String,
     /// The raw query string, without `?`.
     pub query: Option<String>,
@@ -51,7 +63,7 @@ pub struct RecordedRequest {
 }
 
 /// The fake IAM API. Clones share one state, so a test keeps a clone to script faults and
-/// change users while the server runs.
+/// change users, the account or the tokens while the server runs.
 ///
 /// A request to `/iam/users` is handled in this order:
 /// 1. it is recorded, whatever happens next;
@@ -64,6 +76,13 @@ pub struct RecordedRequest {
 ///    `EmptyPage`;
 /// 7. `TruncatedBody` and `ConnectionReset` spoil the delivery of whatever answer step 5 or 6
 ///    produced.
+///
+/// Scripted faults apply to `/iam/users` only. `/iam/clients/me` and
+/// `/iam/v2/clients/{clientId}/tokens` are recorded too, then: a method other than GET gets 405;
+/// a missing or wrong key 401; on the tokens endpoint, 403 while
+/// [`set_tokens_forbidden`](Self::set_tokens_forbidden) is on (a key that is not an
+/// administrator's), 404 for a `clientId` other than the account's, 400 for a bad query; then
+/// the account, or the bare array of tokens.
 #[derive(Clone)]
 pub struct FakeApi {
     shared: Arc<Shared>,
@@ -73,17 +92,24 @@ struct Shared {
     api_key: String,
     /// Swapped whole on change, so a request serializes its snapshot without holding the lock.
     users: RwLock<Arc<Vec<FakeUser>>>,
+    account: RwLock<FakeAccount>,
+    tokens: RwLock<Arc<Vec<FakeToken>>>,
+    tokens_forbidden: AtomicBool,
     faults: Mutex<FaultPlan>,
     requests: Mutex<Vec<RecordedRequest>>,
 }
 
 impl FakeApi {
-    /// A fake that accepts `api_key` and lists `users` in this order.
+    /// A fake that accepts `api_key` and lists `users` in this order, for the account
+    /// `FakeAccount::new(DEFAULT_CLIENT)` (active, with an active administrator) and no tokens.
     pub fn new(api_key: impl Into<String>, users: Vec<FakeUser>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 api_key: api_key.into(),
                 users: RwLock::new(Arc::new(users)),
+                account: RwLock::new(FakeAccount::new(DEFAULT_CLIENT)),
+                tokens: RwLock::default(),
+                tokens_forbidden: AtomicBool::new(false),
                 faults: Mutex::default(),
                 requests: Mutex::default(),
             }),
@@ -94,8 +120,20 @@ impl FakeApi {
     /// groups, all user and auth types, some deleted users, some in two groups, some without
     /// name or phone, and always at least one administrator without 2FA and one user who has
     /// not confirmed the email (so the demo dashboards have something to alert on).
+    ///
+    /// The account (id 417203) is active with an active administrator. Its API tokens, dated
+    /// relative to the moment of this call, show every finding the token alerts look for: one
+    /// expiring within a day, one within 3 days, one never expiring, one issued by a deleted
+    /// user, one never used, one unused for 120 days, one expired, and token 42 (the demo key
+    /// `42_...` is its secret, so it is the exporter's own) expiring in 5 days. One more token,
+    /// deleted, is listed only with `?deleted=false`.
     pub fn demo(api_key: impl Into<String>, seed: u64) -> Self {
-        Self::new(api_key, demo::population(seed))
+        let users = demo::population(seed);
+        let tokens = demo::tokens(&users, std::time::SystemTime::now());
+        let api = Self::new(api_key, users);
+        api.set_account(demo::account());
+        api.set_tokens(tokens);
+        api
     }
 
     /// Replaces the listed users.
@@ -106,6 +144,34 @@ impl FakeApi {
     /// The listed users, in order.
     pub fn users(&self) -> Vec<FakeUser> {
         self.snapshot().as_ref().clone()
+    }
+
+    /// Replaces the account served on `/iam/clients/me`; its id is the `clientId` the tokens
+    /// endpoint accepts.
+    pub fn set_account(&self, account: FakeAccount) {
+        *self.shared.account.write().unwrap_or_else(PoisonError::into_inner) = account;
+    }
+
+    /// The account.
+    pub fn account(&self) -> FakeAccount {
+        self.shared.account.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the API tokens, deleted ones included (the real API holds at most 50 per
+    /// account; the fake serves any number).
+    pub fn set_tokens(&self, tokens: Vec<FakeToken>) {
+        *self.shared.tokens.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tokens);
+    }
+
+    /// The API tokens, deleted ones included, in order.
+    pub fn tokens(&self) -> Vec<FakeToken> {
+        self.token_snapshot().as_ref().clone()
+    }
+
+    /// While on, the tokens endpoint answers 403, as for a key that is not an
+    /// administrator's. `/iam/users` and `/iam/clients/me` are not affected.
+    pub fn set_tokens_forbidden(&self, forbidden: bool) {
+        self.shared.tokens_forbidden.store(forbidden, Ordering::Relaxed);
     }
 
     /// Queues a fault: each queued fault is consumed by exactly one GET of `/iam/users`, FIFO.
@@ -119,14 +185,26 @@ impl FakeApi {
         lock(&self.shared.faults).persistent = fault;
     }
 
-    /// Every request the fake received on `/iam/users`, in order.
+    /// Every request the fake received on any of its three endpoints, in order (the
+    /// exporter's `gcore_iam_api_requests_total` counts the same). Paths the fake does not
+    /// serve (404) are not recorded.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
     }
 
-    /// How many requests the fake received on `/iam/users`.
+    /// How many requests the fake received on any of its three endpoints.
     pub fn request_count(&self) -> usize {
         lock(&self.shared.requests).len()
+    }
+
+    /// The requests received on `/iam/users` only, in order.
+    pub fn users_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).iter().filter(|r| r.path == USERS_PATH).cloned().collect()
+    }
+
+    /// How many requests the fake received on `/iam/users` (the only endpoint faults apply to).
+    pub fn users_request_count(&self) -> usize {
+        lock(&self.shared.requests).iter().filter(|r| r.path == USERS_PATH).count()
     }
 
     /// The fake as a router, for `tower::ServiceExt::oneshot` or to nest elsewhere.
@@ -195,6 +273,22 @@ impl FakeApi {
         Arc::clone(&self.shared.users.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    fn token_snapshot(&self) -> Arc<Vec<FakeToken>> {
+        Arc::clone(&self.shared.tokens.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn tokens_forbidden(&self) -> bool {
+        self.shared.tokens_forbidden.load(Ordering::Relaxed)
+    }
+
+    /// The user the key belongs to, as `currentUser`: the issuer of the token whose id is the
+    /// key's prefix (`42_...` or `42$...`), else the first user listed, else 0.
+    fn current_user(&self) -> u64 {
+        let key_id = self.shared.api_key.split(['_', '$']).next().and_then(|id| id.parse::<u64>().ok());
+        let issuer = key_id.and_then(|id| self.token_snapshot().iter().find(|t| t.id == id).map(|t| t.issuer.user_id));
+        issuer.or_else(|| self.snapshot().first().map(|u| u.id)).unwrap_or(0)
+    }
+
     fn next_fault(&self) -> Option<Fault> {
         lock(&self.shared.faults).next()
     }
@@ -217,6 +311,7 @@ impl std::fmt::Debug for FakeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeApi")
             .field("users", &self.snapshot().len())
+            .field("tokens", &self.token_snapshot().len())
             .field("requests", &self.request_count())
             .finish_non_exhaustive()
     }

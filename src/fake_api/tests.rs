@@ -132,7 +132,7 @@ async fn other_paths_are_404_and_other_methods_405() {
     let post = send(&api, "POST", "/iam/users", Some("APIKey 42_secret")).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.headers[header::ALLOW], "GET");
-    // Only /iam/users is recorded, whatever the method.
+    // Paths the fake does not serve are not recorded; its endpoints are, whatever the method.
     assert_eq!(api.request_count(), 1);
     assert_eq!(api.requests()[0].method, "POST");
 }
@@ -272,6 +272,148 @@ async fn connection_faults_over_a_real_socket() {
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server stops on cancellation").unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The account and the API tokens
+
+const TOKENS: &str = "/iam/v2/clients/300001/tokens";
+
+fn sample_tokens() -> Vec<FakeToken> {
+    vec![
+        FakeToken::new(42, "exporter")
+            .exp_date(Some("2030-01-01T00:00:00.000000Z"))
+            .last_usage(Some("2026-05-01T10:00:00.000000Z")),
+        FakeToken::new(7, "ci").issued_by(FakeTokenIssuer::new(5, ENGINEERS).deleted(true)),
+        FakeToken::new(8, "gone").deleted(true),
+    ]
+}
+
+#[tokio::test]
+async fn account_is_served_as_client_base() {
+    let api = FakeApi::new(KEY, users(2));
+    let account = get(&api, ACCOUNT_PATH).await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert_eq!(account.headers[header::CONTENT_TYPE], "application/json");
+    let body = account.json();
+    assert_eq!(body["id"], DEFAULT_CLIENT);
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["has_active_admin"], true);
+    assert_eq!(body["currentUser"], 1, "no token 42: the first user");
+
+    api.set_account(FakeAccount::new(9).status("trialend").has_active_admin(false));
+    api.set_tokens(sample_tokens());
+    let body = get(&api, ACCOUNT_PATH).await.json();
+    assert_eq!((body["id"].as_u64(), body["status"].as_str()), (Some(9), Some("trialend")));
+    assert_eq!(body["has_active_admin"], false);
+    assert_eq!(body["currentUser"], 1, "the issuer of token 42, whose key this is");
+    assert_eq!(api.account().status, "trialend");
+}
+
+#[tokio::test]
+async fn tokens_are_a_bare_array_with_nulls_and_without_deleted_ones() {
+    let api = FakeApi::new(KEY, users(1));
+    assert_eq!(get(&api, TOKENS).await.json(), json!([]), "no tokens by default");
+
+    api.set_tokens(sample_tokens());
+    assert_eq!(api.tokens(), sample_tokens());
+    let answer = get(&api, TOKENS).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let body = answer.json();
+    let list = body.as_array().expect("a bare array");
+    assert_eq!(list.iter().map(|t| t["id"].as_u64().unwrap()).collect::<Vec<_>>(), [42, 7]);
+    assert_eq!(list[0]["exp_date"], "2030-01-01T00:00:00.000000Z");
+    assert_eq!(list[0]["client_user"]["client_id"], DEFAULT_CLIENT);
+    // Never expires and never used: null, not missing.
+    assert!(list[1].as_object().unwrap().contains_key("exp_date"));
+    assert_eq!((&list[1]["exp_date"], &list[1]["last_usage"]), (&Value::Null, &Value::Null));
+    assert_eq!(list[1]["client_user"]["deleted"], true);
+    assert_eq!(list[1]["client_user"]["role"], json!({"id": 5, "name": "Engineers"}));
+
+    // `deleted=false` lists the deleted ones, as the OpenAPI words it.
+    let deleted = get(&api, &format!("{TOKENS}?deleted=false")).await.json();
+    assert_eq!(deleted.as_array().unwrap().len(), 1);
+    assert_eq!(deleted[0]["id"], 8);
+    assert_eq!(get(&api, &format!("{TOKENS}?deleted=maybe")).await.status, StatusCode::BAD_REQUEST);
+    let by_role = get(&api, &format!("{TOKENS}?role=5")).await.json();
+    assert_eq!(by_role.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn tokens_refuse_a_wrong_key_a_non_admin_key_and_another_account() {
+    let api = FakeApi::new(KEY, users(1));
+    api.set_tokens(sample_tokens());
+    for path in [TOKENS, ACCOUNT_PATH] {
+        for auth in [None, Some("APIKey wrong")] {
+            let answer = send(&api, "GET", path, auth).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path} {auth:?}");
+            assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "APIKey");
+        }
+        assert_eq!(send(&api, "DELETE", path, Some("APIKey 42_secret")).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    for other in ["/iam/v2/clients/300002/tokens", "/iam/v2/clients/abc/tokens"] {
+        let answer = get(&api, other).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{other}");
+        assert_eq!(answer.json(), json!({"detail": "Account not found."}));
+    }
+    // The deprecated v1 path is not served.
+    assert_eq!(get(&api, "/iam/clients/300001/tokens").await.status, StatusCode::NOT_FOUND);
+
+    api.set_tokens_forbidden(true);
+    let answer = get(&api, TOKENS).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.json()["detail"], "You do not have permission to perform this action.");
+    assert_eq!(get(&api, ACCOUNT_PATH).await.status, StatusCode::OK, "the account stays readable");
+    assert_eq!(get(&api, "/iam/users").await.status, StatusCode::OK);
+    api.set_tokens_forbidden(false);
+    assert_eq!(get(&api, TOKENS).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn faults_apply_to_users_only_and_every_endpoint_is_recorded() {
+    let api = FakeApi::new(KEY, users(2));
+    api.push_fault(Fault::status(503));
+    api.set_persistent_fault(Some(Fault::status(500)));
+    assert_eq!(get(&api, ACCOUNT_PATH).await.status, StatusCode::OK);
+    assert_eq!(get(&api, TOKENS).await.status, StatusCode::OK);
+    // The queued fault is still there for the users.
+    assert_eq!(get(&api, "/iam/users?limit=1").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(get(&api, "/iam/users?limit=1").await.status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    let paths: Vec<String> = api.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, [ACCOUNT_PATH, TOKENS, USERS_PATH, USERS_PATH]);
+    assert_eq!(api.request_count(), 4);
+    assert_eq!(api.users_request_count(), 2);
+    assert!(api.users_requests().iter().all(|r| r.path == USERS_PATH && r.query.as_deref() == Some("limit=1")));
+}
+
+#[tokio::test]
+async fn demo_api_serves_its_account_and_tokens() {
+    let api = FakeApi::demo("42_demo", 3);
+    let account = get_with(&api, ACCOUNT_PATH, "42_demo").await.json();
+    assert_eq!(account["id"], 417_203);
+    assert_eq!(account["status"], "active");
+    assert_eq!(account["has_active_admin"], true);
+    let own = api.tokens().into_iter().find(|t| t.id == 42).expect("token 42");
+    assert_eq!(account["currentUser"], own.issuer.user_id, "the demo key is token 42's");
+
+    let tokens = get_with(&api, "/iam/v2/clients/417203/tokens", "42_demo").await.json();
+    let tokens = tokens.as_array().unwrap();
+    assert_eq!(tokens.len(), 8, "the deleted token is hidden");
+    assert!(tokens.iter().all(|t| t["deleted"] == false && t["client_user"]["client_id"] == 417_203));
+    let now = std::time::SystemTime::now();
+    let own = tokens.iter().find(|t| t["id"] == 42).unwrap();
+    let expiry = humantime::parse_rfc3339(own["exp_date"].as_str().unwrap()).unwrap();
+    let left = expiry.duration_since(now).unwrap().as_secs();
+    assert!((5 * 86_400 - 60..=5 * 86_400).contains(&left), "the exporter's token expires in 5 days: {left}s");
+    assert!(tokens.iter().any(|t| t["exp_date"].is_null()));
+    assert!(tokens.iter().any(|t| t["last_usage"].is_null()));
+    assert!(tokens.iter().any(|t| t["expired"] == true));
+    assert!(tokens.iter().any(|t| t["client_user"]["deleted"] == true));
+}
+
+async fn get_with(api: &FakeApi, uri: &str, key: &str) -> Answer {
+    send(api, "GET", uri, Some(&format!("APIKey {key}"))).await
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
-//! JSON shapes of `GET /iam/users`, written to match the OpenAPI contract field for field.
+//! JSON shapes of `GET /iam/users`, `GET /iam/clients/me` and
+//! `GET /iam/v2/clients/{clientId}/tokens`, written to match the OpenAPI contract field for field.
 //!
-//! Serialization borrows from the stored users so a page costs only its own size.
+//! Serialization borrows from the stored data so a page costs only its own size.
 
 use serde::{Serialize, Serializer};
 
+use super::account::{FakeAccount, FakeToken};
 use super::user::{FakeGroup, FakeUser};
 
 /// The OpenAPI `User` schema. `client_and_roles` is not stored: the real API derives it from
@@ -89,8 +91,149 @@ pub(crate) struct Envelope<'a> {
     pub results: Vec<&'a FakeUser>,
 }
 
+/// The services of `ClientBase.capabilities` and `serviceStatuses` (the `ServiceName` enum).
+const SERVICES: [&str; 6] = ["CDN", "STORAGE", "STREAMING", "DNS", "DDOS", "CLOUD"];
+
+/// The OpenAPI `ClientBase`: every required field, plus the optional ones a real answer
+/// carries. Only `id`, `status`, `has_active_admin`, `deleted`, `is_test` and `companyName`
+/// come from the [`FakeAccount`]; the rest are plausible constants. The optional `users` list is
+/// left out: no client of the fake reads it, and it would grow with the population.
+#[derive(Serialize)]
+pub(crate) struct WireAccount<'a> {
+    id: u64,
+    email: String,
+    phone: Option<&'a str>,
+    name: Option<&'a str>,
+    status: &'a str,
+    #[serde(rename = "companyName")]
+    company_name: &'a str,
+    website: &'a str,
+    #[serde(rename = "currentUser")]
+    current_user: u64,
+    capabilities: [&'static str; 6],
+    #[serde(rename = "serviceStatuses")]
+    service_statuses: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "paidFeatures")]
+    paid_features: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "freeFeatures")]
+    free_features: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "entryBaseDomain")]
+    entry_base_domain: Option<&'a str>,
+    signup_process: Option<&'a str>,
+    deleted: bool,
+    bill_type: &'a str,
+    custom_id: Option<&'a str>,
+    country_code: &'a str,
+    is_test: bool,
+    has_active_admin: bool,
+}
+
+impl<'a> WireAccount<'a> {
+    /// The account as `GET /iam/clients/me` answers for the key of user `current_user`.
+    pub fn new(account: &'a FakeAccount, current_user: u64) -> Self {
+        // Services follow the account where ServiceStatus has the same word (it has no
+        // `integration`, `preparation` or `ready`).
+        let service_status = match account.status.as_str() {
+            s @ ("new" | "trial" | "trialend" | "paused") => s,
+            _ => "active",
+        };
+        let service_statuses = SERVICES
+            .iter()
+            .map(|s| ((*s).to_owned(), serde_json::json!({ "status": service_status, "enabled": true })))
+            .collect();
+        Self {
+            id: account.id,
+            email: format!("admin@client{}.example.com", account.id),
+            phone: None,
+            name: None,
+            status: &account.status,
+            company_name: &account.company_name,
+            website: "",
+            current_user,
+            capabilities: SERVICES,
+            service_statuses,
+            paid_features: serde_json::Map::new(),
+            free_features: serde_json::Map::new(),
+            entry_base_domain: None,
+            signup_process: Some("sign_up_full"),
+            deleted: account.deleted,
+            bill_type: "postpaid",
+            custom_id: None,
+            country_code: "LU",
+            is_test: account.is_test,
+            has_active_admin: account.has_active_admin,
+        }
+    }
+}
+
+/// The OpenAPI `TokenResponse`: `Token-2` (name, description, exp_date, client_user.role) and
+/// the read-only fields. `client_user.client_id` is the account's id.
+pub(crate) struct WireToken<'a> {
+    pub token: &'a FakeToken,
+    pub client_id: u64,
+}
+
+impl Serialize for WireToken<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Token<'a> {
+            id: u64,
+            name: &'a str,
+            description: &'a str,
+            exp_date: Option<&'a str>,
+            expired: bool,
+            deleted: bool,
+            created: &'a str,
+            last_usage: Option<&'a str>,
+            client_user: ClientUser<'a>,
+        }
+        #[derive(Serialize)]
+        struct ClientUser<'a> {
+            user_id: u64,
+            user_name: &'a str,
+            user_email: &'a str,
+            client_id: u64,
+            deleted: bool,
+            role: WireRole<'a>,
+        }
+        #[derive(Serialize)]
+        struct WireRole<'a> {
+            id: u64,
+            name: &'a str,
+        }
+        let t = self.token;
+        let issuer = &t.issuer;
+        Token {
+            id: t.id,
+            name: &t.name,
+            description: &t.description,
+            exp_date: t.exp_date.as_deref(),
+            expired: t.expired,
+            deleted: t.deleted,
+            created: &t.created,
+            last_usage: t.last_usage.as_deref(),
+            client_user: ClientUser {
+                user_id: issuer.user_id,
+                user_name: &issuer.user_name,
+                user_email: &issuer.user_email,
+                client_id: self.client_id,
+                deleted: issuer.deleted,
+                role: WireRole { id: issuer.role_id, name: &issuer.role_name },
+            },
+        }
+        .serialize(serializer)
+    }
+}
+
 /// The body of a 401, worded as the API words it.
 pub(crate) const NOT_AUTHENTICATED: &str = r#"{"detail": "Authentication credentials were not provided."}"#;
+
+/// The body of a 403 (the `403` response of the OpenAPI), as for a key that is not an
+/// administrator's on the tokens endpoint.
+pub(crate) const FORBIDDEN: &str = r#"{"detail": "You do not have permission to perform this action."}"#;
+
+/// The body of the tokens endpoint's 404 ("Account not found.").
+pub(crate) const ACCOUNT_NOT_FOUND: &str = r#"{"detail": "Account not found."}"#;
 
 #[cfg(test)]
 mod tests {
@@ -133,8 +276,79 @@ mod tests {
     }
 
     #[test]
+    fn account_has_every_required_field_of_client_base() {
+        let account = FakeAccount::new(7).status("paused").has_active_admin(false);
+        let value = serde_json::to_value(WireAccount::new(&account, 42)).unwrap();
+        for field in [
+            "id",
+            "email",
+            "name",
+            "status",
+            "companyName",
+            "deleted",
+            "is_test",
+            "has_active_admin",
+            "currentUser",
+            "capabilities",
+            "serviceStatuses",
+            "paidFeatures",
+            "freeFeatures",
+            "entryBaseDomain",
+            "bill_type",
+        ] {
+            assert!(value.get(field).is_some(), "ClientBase requires {field}: {value}");
+        }
+        assert_eq!(value["id"], 7);
+        assert_eq!(value["status"], "paused");
+        assert_eq!(value["companyName"], "Example Company");
+        assert_eq!(value["has_active_admin"], false);
+        assert_eq!(value["deleted"], false);
+        assert_eq!(value["is_test"], false);
+        assert_eq!(value["currentUser"], 42);
+        assert_eq!(value["serviceStatuses"]["CDN"], json!({"status": "paused", "enabled": true}));
+        assert_eq!(value["name"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn token_has_every_field_of_token_response() {
+        use crate::fake_api::account::FakeTokenIssuer;
+        let token = FakeToken::new(42, "ci")
+            .description("deploys")
+            .exp_date(Some("2030-01-01T00:00:00.000000Z"))
+            .issued_by(FakeTokenIssuer::new(5, 5).deleted(true));
+        let value = serde_json::to_value(WireToken { token: &token, client_id: 300_001 }).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "id": 42,
+                "name": "ci",
+                "description": "deploys",
+                "exp_date": "2030-01-01T00:00:00.000000Z",
+                "expired": false,
+                "deleted": false,
+                "created": "2024-01-01T00:00:00.000000Z",
+                "last_usage": null,
+                "client_user": {
+                    "user_id": 5,
+                    "user_name": "User 5",
+                    "user_email": "user5@example.com",
+                    "client_id": 300_001,
+                    "deleted": true,
+                    "role": {"id": 5, "name": "Engineers"}
+                }
+            })
+        );
+        let never = FakeToken::new(1, "forever");
+        let value = serde_json::to_value(WireToken { token: &never, client_id: 1 }).unwrap();
+        assert_eq!(value["exp_date"], serde_json::Value::Null, "null, not absent: {value}");
+    }
+
+    #[test]
     fn not_authenticated_body_is_json() {
         let v: serde_json::Value = serde_json::from_str(NOT_AUTHENTICATED).unwrap();
         assert_eq!(v["detail"], "Authentication credentials were not provided.");
+        for body in [FORBIDDEN, ACCOUNT_NOT_FOUND] {
+            assert!(serde_json::from_str::<serde_json::Value>(body).unwrap()["detail"].is_string());
+        }
     }
 }

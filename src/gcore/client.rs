@@ -155,13 +155,13 @@ impl GcoreClient {
         };
         let max_pages = 2 * count.div_ceil(u64::from(self.page_size)) + EXTRA_PAGES;
         let mut pages = 1u64;
-        let mut coverage = Coverage::new(count);
+        let mut coverage = Coverage::new(count, u64::from(self.page_size));
         coverage.record(0, first);
 
         // Planned pages, `concurrency` at a time. The stride is what the first page held, so a
         // server that caps `limit` below the page size is still paged without gaps.
-        let stride = first.results.max(1);
-        let mut next = first.results;
+        let stride = first.results.min(u64::from(self.page_size)).max(1);
+        let mut next = stride;
         let mut in_flight = InFlight::default();
         loop {
             while in_flight.len() < self.concurrency
@@ -311,13 +311,18 @@ struct Coverage {
     end: u64,
     /// A page came as a bare array, which holds every user.
     whole: bool,
+    /// The page size asked for.
+    limit: u64,
 }
 
 impl Coverage {
-    fn new(count: u64) -> Self {
-        Coverage { reached: 0, ahead: BTreeMap::new(), count, end: u64::MAX, whole: false }
+    fn new(count: u64, limit: u64) -> Self {
+        Coverage { reached: 0, ahead: BTreeMap::new(), count, end: u64::MAX, whole: false, limit }
     }
 
+    /// A page is taken to cover at most `limit` places of the list: a server that sends more
+    /// than asked (a repeated user, say) must not make the next offset skip anyone. Reading a
+    /// few places twice costs a request; users are de-duplicated by id anyway.
     fn record(&mut self, offset: u64, page: PageSummary) {
         match page.count {
             Some(count) => self.count = count,
@@ -327,7 +332,7 @@ impl Coverage {
             self.end = self.end.min(offset);
             return;
         }
-        let end = offset + page.results;
+        let end = offset + page.results.min(self.limit);
         if offset > self.reached {
             let known = self.ahead.entry(offset).or_insert(end);
             *known = (*known).max(end);
@@ -491,7 +496,7 @@ mod tests {
 
     #[test]
     fn coverage_joins_pages_arriving_out_of_order() {
-        let mut c = Coverage::new(40);
+        let mut c = Coverage::new(40, 10);
         c.record(0, page(40, 10));
         c.record(20, page(40, 10));
         assert_eq!(c.reached, 10);
@@ -504,7 +509,7 @@ mod tests {
 
     #[test]
     fn coverage_after_a_short_page_has_a_gap_and_a_newer_count() {
-        let mut c = Coverage::new(30);
+        let mut c = Coverage::new(30, 10);
         c.record(0, page(30, 10));
         c.record(10, page(30, 5));
         c.record(20, page(32, 10));
@@ -518,15 +523,22 @@ mod tests {
 
     #[test]
     fn coverage_ends_at_an_empty_page_or_a_bare_array() {
-        let mut c = Coverage::new(50);
+        let mut c = Coverage::new(50, 10);
         c.record(0, page(50, 10));
         c.record(20, page(50, 0));
         assert!(!c.done(), "users 10..20 are still missing");
         c.record(10, page(50, 10));
         assert!(c.done());
-        let mut c = Coverage::new(50);
+        let mut c = Coverage::new(50, 10);
         c.record(10, PageSummary { count: None, results: 7 });
         assert!(c.done());
+    }
+
+    #[test]
+    fn a_page_longer_than_asked_covers_only_the_limit() {
+        let mut c = Coverage::new(12, 3);
+        c.record(0, page(12, 4));
+        assert_eq!(c.reached, 3, "the next page starts at 3, so nobody is skipped");
     }
 
     #[test]
