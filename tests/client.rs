@@ -119,13 +119,15 @@ async fn count_changing_between_pages() {
 }
 
 #[tokio::test]
-async fn empty_page_before_count_ends_the_poll() {
+async fn empty_page_before_count_ends_the_poll_as_incomplete() {
     let server = MockServer::start().await;
     serve_page(0, 2, page(5, 1..=2)).expect(1).mount(&server).await;
     serve_page(2, 2, page(5, [])).expect(1).mount(&server).await;
-    let (r, _) = poll(&client(&server, 2)).await;
-    let s = r.unwrap();
-    assert_eq!((s.fetched_users, s.reported_users), (2, 5));
+    // No request past the empty page, and no half poll published.
+    let (r, requests) = poll(&client(&server, 2)).await;
+    assert!(matches!(r, Err(FetchError::EmptyPage { offset: 2, count: 5 })), "{r:?}");
+    assert_eq!(r.unwrap_err().reason(), Reason::Incomplete);
+    assert_eq!(requests, [RequestResult::Ok, RequestResult::Ok]);
 }
 
 #[tokio::test]

@@ -615,21 +615,22 @@ async fn count_changing_on_the_first_page_changes_nothing() {
 }
 
 #[tokio::test]
-async fn empty_page_before_count_ends_the_poll_and_shows_the_shortfall() {
+async fn empty_page_before_count_fails_the_poll_and_keeps_the_last_numbers() {
     let rig = Rig::start_slow().await;
     rig.good_poll().await;
     let before = rig.between_polls().await;
-    // Page 2 is empty while its count says 10: the poll stops there, as documented ("the poll
-    // stops at count or on an empty page"), and the shortfall is visible: 3 fetched of 10.
+    // Page 2 is empty while its count says 10: the poll stops there ("the poll stops at count
+    // or on an empty page") but is not published: 3 users of 10 would read as 7 removed.
     on_page(&rig, 2, Fault::EmptyPage);
-    let s = rig.stays_up_until(|s| polls(s) > polls(&before)).await;
+    let s = rig.exporter.scrape_until(WAIT, |s| polls(s) > polls(&before)).await;
     assert_eq!(polls(&s), polls(&before) + 1.0, "scrape the very poll that met the empty page");
-    assert_eq!(fetched(&s), 3.0);
-    assert_eq!(reported(&s), 10.0);
-    assert_eq!(users(&s), 3.0);
+    assert_eq!(up(&s), 0.0);
+    assert_eq!(failures(&s, "incomplete"), 1.0);
+    assert_eq!(all_failures(&s), 1.0);
+    assert_population_numbers(&s);
     assert_eq!(all_requests(&s) - all_requests(&before), 2.0);
     // The next poll is whole again.
-    let s = rig.stays_up_until(|s| polls(s) > polls(&before) + 1.0).await;
+    let s = rig.exporter.scrape_until(WAIT, |s| up(s) == 1.0).await;
     assert_population_numbers(&s);
 }
 

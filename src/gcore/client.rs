@@ -192,6 +192,12 @@ impl GcoreClient {
             coverage.record(offset, page);
         }
 
+        // An empty page where the API's own count says users remain: the poll stops (no
+        // endless loop) but is not published, since a third of the users would read as two
+        // thirds removed, and an administrator without 2FA could vanish from the alerts.
+        if !coverage.whole && coverage.reached < coverage.count {
+            return Err(FetchError::EmptyPage { offset: coverage.end, count: coverage.count });
+        }
         if aggregator.duplicates() > 0 {
             debug!(duplicates = aggregator.duplicates(), "users seen on more than one page were counted once");
         }

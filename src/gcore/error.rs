@@ -122,6 +122,10 @@ pub enum FetchError {
     TooLarge(u64),
     #[error("the poll did not finish within its deadline of {0:?} (--poll.timeout)")]
     Deadline(Duration),
+    #[error(
+        "the API answered an empty page at offset {offset} while reporting {count} users; the poll is not published"
+    )]
+    EmptyPage { offset: u64, count: u64 },
     #[error("pagination did not reach the end after {pages} pages (the API reported {count} users)")]
     Incomplete { pages: u64, count: u64 },
 }
@@ -141,7 +145,7 @@ impl FetchError {
             FetchError::Decode { .. } | FetchError::DecodeBody { .. } => Reason::Decode,
             FetchError::TooLarge(_) => Reason::TooLarge,
             FetchError::Deadline(_) => Reason::Deadline,
-            FetchError::Incomplete { .. } => Reason::Incomplete,
+            FetchError::Incomplete { .. } | FetchError::EmptyPage { .. } => Reason::Incomplete,
         }
     }
 }
