@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::ChildExporter;
 use common::{fake_api, parse_exposition, sum};
 use gcore_iam_exporter::fake_api::{FakeApi, FakeUser, Fault};
 use tokio_util::sync::CancellationToken;
@@ -69,74 +68,6 @@ fn a_port_in_use_is_a_start_failure() {
     assert!(output.contains("cannot listen"), "{output}");
 }
 
-/// A child exporter whose stderr is collected line by line.
-struct Exporter {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    addr: String,
-}
-
-impl Exporter {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Exporter {
-        let mut child = Command::new(BIN)
-            .args(["--web.listen-address", "127.0.0.1:0", "--log.format", "json"])
-            .args(args)
-            .env_clear()
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("binary starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stdout.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
-                        && json["message"] == "serving metrics"
-                    {
-                        let _ = tx.send(json["address"].as_str().unwrap_or_default().to_string());
-                    }
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-            panic!("exporter did not start: {:?}", lines.lock().unwrap());
-        });
-        Exporter { child, lines, addr }
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// SIGTERM, then the exit status and how long the exporter took to stop.
-    fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
-        let started = Instant::now();
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, started.elapsed());
-            }
-            assert!(started.elapsed() < Duration::from_secs(15), "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
 async fn get(url: &str, accept: Option<&str>) -> String {
     let mut request = reqwest::Client::new().get(url);
     if let Some(accept) = accept {
@@ -169,7 +100,8 @@ async fn the_key_never_leaks_and_sigterm_stops_gracefully() {
     )
     .unwrap();
 
-    let mut exporter = Exporter::spawn(
+    let mut exporter = ChildExporter::spawn(
+        None,
         &["--config.file", config.to_str().unwrap(), "--log.level", "trace", "--poll.interval", "1s"],
         &[("GOOD_KEY", GOOD)],
     );
@@ -219,7 +151,8 @@ async fn a_rotated_key_file_is_used_at_the_next_poll() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "42_oldkey\n").unwrap();
-    let exporter = Exporter::spawn(
+    let exporter = ChildExporter::spawn(
+        None,
         &[
             "--gcore.api-key-file",
             key_file.to_str().unwrap(),

@@ -11,13 +11,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::child::ChildExporter;
 use common::{fake_api, parse_exposition, sum};
 use gcore_iam_exporter::fake_api::{FakeApi, Fault};
 use tokio_util::sync::CancellationToken;
@@ -31,76 +29,14 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The exporter as a child process; killed if the test panics.
-struct Exporter {
-    child: Child,
-    addr: String,
-    warnings: Arc<AtomicU64>,
-}
-
-impl Exporter {
-    fn spawn(api: std::net::SocketAddr) -> Exporter {
-        let bin = std::env::var("EXPORTER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gcore-iam-exporter").into());
-        let mut child = Command::new(&bin)
-            .args(["--web.listen-address", "127.0.0.1:0", "--log.format", "json", "--poll.interval", "1s"])
-            .args(["--gcore.api-url", &format!("http://{api}/"), "--gcore.request-timeout", "2s"])
-            .env_clear()
-            .env("GCORE_API_KEY", KEY)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        // The log is drained for the whole run (a full pipe would block the exporter); the
-        // address comes from its "serving metrics" line.
-        let warnings = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let counted = warnings.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-                if json["message"] == "serving metrics" {
-                    let _ = tx.send(json["address"].as_str().unwrap_or_default().to_owned());
-                }
-                if json["level"] == "WARN" || json["level"] == "ERROR" {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the exporter logs its address");
-        Exporter { child, addr, warnings }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("process alive");
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
-        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS in kB")
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("process alive").count()
-    }
-
-    /// SIGTERM, then the exit status and how long the exporter took to stop.
-    fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
-        let started = Instant::now();
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, started.elapsed());
-            }
-            assert!(started.elapsed() < Duration::from_secs(15), "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The exporter against the fake API at `api`, polling every second.
+fn spawn_exporter(api: std::net::SocketAddr) -> ChildExporter {
+    let bin = std::env::var("EXPORTER_BIN").ok();
+    ChildExporter::spawn(
+        bin.as_deref(),
+        &["--poll.interval", "1s", "--gcore.api-url", &format!("http://{api}/"), "--gcore.request-timeout", "2s"],
+        &[("GCORE_API_KEY", KEY)],
+    )
 }
 
 #[derive(Default)]
@@ -165,7 +101,7 @@ async fn soak() {
     let shutdown = CancellationToken::new();
     let api = FakeApi::demo(KEY, 7);
     let api_addr = fake_api(&api, &shutdown).await;
-    let mut exporter = Exporter::spawn(api_addr);
+    let mut exporter = spawn_exporter(api_addr);
     let metrics = format!("http://{}/metrics", exporter.addr);
 
     // Warm-up: the first poll, then the figures of an idle exporter.
@@ -263,7 +199,7 @@ async fn soak() {
         sum(&last, "gcore_iam_polls_total", &[]),
         failures.join(" "),
         sum(&last, "gcore_iam_api_requests_total", &[]),
-        exporter.warnings.load(Ordering::Relaxed),
+        exporter.warnings(),
         stop_time
     );
 
