@@ -147,7 +147,9 @@ fn download(options: &HashMap<String, String>) -> anyhow::Result<()> {
 }
 
 async fn download_once(http: &reqwest::Client, base: &str, limit: u64, concurrency: u64) -> anyhow::Result<u64> {
-    let fetch = |offset: u64| {
+    let base = base.to_string();
+    let http = http.clone();
+    let fetch = move |offset: u64| {
         let http = http.clone();
         let url = format!("{base}/iam/users?limit={limit}&offset={offset}");
         async move {

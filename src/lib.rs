@@ -39,9 +39,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision of this build ("unknown" outside a checkout).
 pub const REVISION: &str = env!("GCORE_IAM_EXPORTER_REVISION");
 
-/// How long shutdown waits for scrapes in flight and pollers before giving up on them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -121,6 +118,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         interval_s = config.poll_interval.as_secs(), tls = tls.is_some(), version = VERSION, revision = REVISION, "serving metrics");
 
     let limits = config.server_limits.clone();
+    // The server waits `shutdown_grace` for requests in flight; the pollers stop at once (their
+    // requests are dropped), so a little more than that bounds the whole shutdown.
+    let grace = limits.shutdown_grace + Duration::from_secs(1);
     let task = tokio::spawn(async move {
         let server = tokio::spawn(http::server::serve(listener, app, tls, limits, shutdown.clone()));
         shutdown.cancelled().await;
@@ -131,7 +131,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                 let _ = p.await;
             }
         };
-        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        if tokio::time::timeout(grace, all).await.is_err() {
             warn!("shutdown grace period elapsed; stopping anyway");
         }
         info!("stopped");
