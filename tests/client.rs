@@ -418,3 +418,60 @@ async fn a_count_that_never_stops_growing_still_ends() {
     assert!(matches!(r, Err(FetchError::Incomplete { pages: 16, .. })), "{r:?}");
     assert_eq!(requests.len(), 16);
 }
+
+#[tokio::test]
+async fn account_and_tokens_through_the_client() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/iam/clients/me"))
+        .and(header("authorization", format!("APIKey {KEY}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": 99, "status": "integration", "has_active_admin": true, "companyName": "Acme", "users": []}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/iam/v2/clients/99/tokens"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/iam/v2/clients/99/tokens"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 42, "name": "mine", "exp_date": null, "expired": false, "deleted": false,
+             "created": "2026-01-01T00:00:00Z", "last_usage": null,
+             "client_user": {"user_id": 1, "user_name": "A", "user_email": "a@example.com", "client_id": 99,
+                             "deleted": false, "role": {"id": 1, "name": "Administrators"}}}
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(&server, 10);
+    let key = ApiKey::parse(KEY).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let results = Mutex::new(Vec::new());
+    let on_request = |r| results.lock().unwrap().push(r);
+    let account = client.fetch_account(&key, deadline, &on_request).await.unwrap();
+    assert_eq!((account.client_id, &*account.status, account.has_active_admin), (99, "integration", true));
+    let tokens = client.fetch_tokens(&key, 99, Some(42), deadline, &on_request).await.unwrap();
+    assert_eq!(tokens.tokens.len(), 1);
+    assert!(tokens.tokens[0].used_by_exporter && tokens.tokens[0].expires_at.is_none());
+    assert_eq!(
+        results.into_inner().unwrap(),
+        [RequestResult::Ok, RequestResult::Failed(Reason::ServerError), RequestResult::Ok]
+    );
+}
+
+#[tokio::test]
+async fn forbidden_tokens_are_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/iam/v2/clients/7/tokens"))
+        .respond_with(ResponseTemplate::new(403))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let key = ApiKey::parse(KEY).unwrap();
+    let r = client(&server, 10).fetch_tokens(&key, 7, None, Instant::now() + Duration::from_secs(5), &|_| {}).await;
+    assert!(matches!(r, Err(FetchError::Forbidden)), "{r:?}");
+}
