@@ -80,9 +80,8 @@ fn serve(options: &HashMap<String, String>) -> anyhow::Result<()> {
     let port: u16 = get_or(options, "port", 18080)?;
     let threads: usize = get_or(options, "threads", 1)?;
     let started = Instant::now();
-    let pages: Vec<Bytes> = (0..users.div_ceil(limit).max(1))
-        .map(|p| Bytes::from(population::page(users, p * limit, limit)))
-        .collect();
+    let pages: Vec<Bytes> =
+        (0..users.div_ceil(limit).max(1)).map(|p| Bytes::from(population::page(users, p * limit, limit))).collect();
     let bytes: usize = pages.iter().map(Bytes::len).sum();
     let deleted = population::deleted_among(users);
     let state = Arc::new(Pages { users, limit, pages });
@@ -102,9 +101,14 @@ fn serve(options: &HashMap<String, String>) -> anyhow::Result<()> {
     })
 }
 
-async fn page(State(pages): State<Arc<Pages>>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn page(
+    State(pages): State<Arc<Pages>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     if !headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"APIKey ")) {
-        return (StatusCode::UNAUTHORIZED, r#"{"detail": "Authentication credentials were not provided."}"#).into_response();
+        return (StatusCode::UNAUTHORIZED, r#"{"detail": "Authentication credentials were not provided."}"#)
+            .into_response();
     }
     let number = |name: &str| q.get(name).and_then(|v| v.parse::<u64>().ok());
     let (limit, offset) = (number("limit").unwrap_or(pages.limit), number("offset").unwrap_or(0));
@@ -197,14 +201,25 @@ async fn download_once(http: &reqwest::Client, base: &str, limit: u64, concurren
     Ok(total.load(Ordering::Relaxed))
 }
 
-/// Starts `command`, then asks `url`/metrics every millisecond until it answers; prints the
+/// Starts `command` (its stderr to `--log`), then asks `url`/metrics every millisecond until it answers; prints the
 /// time from spawn to the first answer, the child's pid (left running) and whether the answer
 /// was the "not polled yet" one (`gcore_iam_up` 0 and `/-/ready` 503).
 fn startup(options: &HashMap<String, String>, command: &[String]) -> anyhow::Result<()> {
     let addr: String = get_or(options, "addr", "127.0.0.1:19471".to_string())?;
     let (program, args) = command.split_first().context("no command")?;
     let started = Instant::now();
-    let child = std::process::Command::new(program).args(args).spawn().with_context(|| format!("spawn {program}"))?;
+    let log = match options.get("log") {
+        Some(path) => std::process::Stdio::from(std::fs::File::create(path)?),
+        None => std::process::Stdio::null(),
+    };
+    // The child outlives this process: it must not hold our stdout (a `$(...)` would wait).
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("spawn {program}"))?;
     let deadline = started + Duration::from_secs(10);
     let metrics = loop {
         if let Ok((200, body)) = http_get(&addr, "/metrics") {
