@@ -57,28 +57,33 @@ fn unauthorized() -> Response {
     response
 }
 
-async fn account(State(api): State<FakeApi>, request: Request) -> Response {
+/// The account and tokens endpoints: recorded, then 405 for other methods and 401 for a
+/// wrong key (no faults apply to them). `Err` is the answer to send instead.
+fn admit(api: &FakeApi, request: Request) -> Result<Parts, Response> {
     let (parts, _body) = request.into_parts();
-    let authorized = record(&api, &parts);
+    let authorized = record(api, &parts);
     if parts.method != Method::GET {
-        return method_not_allowed(&parts.method);
+        return Err(method_not_allowed(&parts.method));
     }
     if !authorized {
-        return unauthorized();
+        return Err(unauthorized());
+    }
+    Ok(parts)
+}
+
+async fn account(State(api): State<FakeApi>, request: Request) -> Response {
+    if let Err(response) = admit(&api, request) {
+        return response;
     }
     let account = api.account();
     serialized(&WireAccount::new(&account, api.current_user()))
 }
 
 async fn tokens(State(api): State<FakeApi>, Path(client_id): Path<String>, request: Request) -> Response {
-    let (parts, _body) = request.into_parts();
-    let authorized = record(&api, &parts);
-    if parts.method != Method::GET {
-        return method_not_allowed(&parts.method);
-    }
-    if !authorized {
-        return unauthorized();
-    }
+    let parts = match admit(&api, request) {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
     // A key that is not an administrator's may not list tokens, whichever account it names.
     if api.tokens_forbidden() {
         return json(StatusCode::FORBIDDEN, FORBIDDEN);
