@@ -59,21 +59,21 @@ fn unauthorized() -> Response {
 
 /// The account and tokens endpoints: recorded, then 405 for other methods and 401 for a
 /// wrong key (no faults apply to them). `Err` is the answer to send instead.
-fn admit(api: &FakeApi, request: Request) -> Result<Parts, Response> {
+fn admit(api: &FakeApi, request: Request) -> Result<Parts, Box<Response>> {
     let (parts, _body) = request.into_parts();
     let authorized = record(api, &parts);
     if parts.method != Method::GET {
-        return Err(method_not_allowed(&parts.method));
+        return Err(Box::new(method_not_allowed(&parts.method)));
     }
     if !authorized {
-        return Err(unauthorized());
+        return Err(Box::new(unauthorized()));
     }
     Ok(parts)
 }
 
 async fn account(State(api): State<FakeApi>, request: Request) -> Response {
     if let Err(response) = admit(&api, request) {
-        return response;
+        return *response;
     }
     let account = api.account();
     serialized(&WireAccount::new(&account, api.current_user()))
@@ -82,7 +82,7 @@ async fn account(State(api): State<FakeApi>, request: Request) -> Response {
 async fn tokens(State(api): State<FakeApi>, Path(client_id): Path<String>, request: Request) -> Response {
     let parts = match admit(&api, request) {
         Ok(parts) => parts,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     // A key that is not an administrator's may not list tokens, whichever account it names.
     if api.tokens_forbidden() {
