@@ -42,15 +42,30 @@ pub fn render(telemetry_path: &str, accounts: &[std::sync::Arc<AccountState>]) -
         };
         let users = a.snapshot.as_ref().map_or("–".to_string(), |s| s.active_users.to_string());
         let duration = a.last_poll.as_ref().map_or("–".to_string(), |p| format!("{:.2} s", p.duration.as_secs_f64()));
+        let credentials = &a.credentials;
+        let account_status = match (&credentials.account, credentials.account_state) {
+            (Some(info), _) => info.status.to_string(),
+            (None, Some(state)) => state.as_str().to_string(),
+            (None, None) => "–".to_string(),
+        };
+        let tokens = match (&credentials.tokens, credentials.tokens_state) {
+            (Some(t), Some(state)) => {
+                format!("{} ({})", t.counts.iter().map(|c| c.tokens).sum::<u64>(), state.as_str())
+            }
+            (None, Some(state)) => state.as_str().to_string(),
+            _ => "–".to_string(),
+        };
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&a.name),
             state,
             users,
             timestamp(a.last_success),
             timestamp(a.last_poll.as_ref().map(|p| p.finished_at)),
             duration,
+            escape(&account_status),
+            escape(&tokens),
             escape(&detail),
             state_class = if state == "up" { "up" } else { "down" },
         );
@@ -64,7 +79,7 @@ pub fn render(telemetry_path: &str, accounts: &[std::sync::Arc<AccountState>]) -
 <p>Version {version} (revision {revision})</p>
 <ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li><li><a href="/-/ready">Readiness</a></li></ul>
 <h2>Accounts</h2>
-<table><tr><th>Account</th><th>State</th><th>Users</th><th>Last success</th><th>Last poll</th><th>Duration</th><th>Last error</th></tr>
+<table><tr><th>Account</th><th>State</th><th>Users</th><th>Last success</th><th>Last poll</th><th>Duration</th><th>Account status</th><th>API tokens</th><th>Last error</th></tr>
 {rows}</table>
 </body></html>
 "#,
