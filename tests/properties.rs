@@ -3,11 +3,18 @@
 //! - `parse_page` never panics, on arbitrary bytes, arbitrary JSON, or a valid page spoiled by a
 //!   few mutations; a strict prefix of a page is never accepted (a truncated body counts no one);
 //!   whatever it accepts aggregates into a consistent snapshot;
+//! - it agrees with the serde reading it replaced (`support/serde_page_oracle.rs`) on every
+//!   input above and on valid pages written every way JSON allows (whitespace, escapes, number
+//!   forms): both accept or both refuse, with the same counts;
 //! - a generated population (repeated ids, unknown and known label values, deleted users, flags
 //!   null or missing), served as one page or split over several, gives exactly the counts of a
 //!   simple model computed here, with every label bounded and every series unique.
 
+#[path = "support/serde_page_oracle.rs"]
+mod serde_page_oracle;
+
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use gcore_iam_exporter::gcore::wire::{PageSummary, parse_page};
 use gcore_iam_exporter::snapshot::{KNOWN_AUTH_TYPES, KNOWN_GROUPS, KNOWN_USER_TYPES, Snapshot, UserAggregator};
@@ -374,14 +381,113 @@ fn assert_consistent(s: &Snapshot, records: u64, duplicates: u64) {
     }
 }
 
-/// Parses `body` into a fresh aggregator; on success, checks the snapshot is consistent.
+/// Parses `body` into a fresh aggregator; on success, checks the snapshot is consistent. Either
+/// way, checks the serde oracle reads the body the same.
 fn parse_and_check(body: &[u8]) -> Option<(PageSummary, Snapshot)> {
     let mut aggregator = UserAggregator::new();
-    let page = parse_page(body, &mut aggregator).ok()?;
+    let parsed = parse_page(body, &mut aggregator);
+    let mut oracle = UserAggregator::new();
+    let expected = serde_page_oracle::parse_page_with_serde(body, &mut oracle);
+    let text = || String::from_utf8_lossy(body).into_owned();
+    match (&parsed, &expected) {
+        (Ok(page), Ok(oracle_page)) => assert_eq!(page, oracle_page, "{}", text()),
+        (Err(_), Err(_)) => return None,
+        _ => panic!("scanner {parsed:?}, serde {expected:?}, on {}", text()),
+    }
+    let page = parsed.ok()?;
     let duplicates = aggregator.duplicates();
+    assert_eq!(duplicates, oracle.duplicates());
     let snapshot = aggregator.finish(page.count.unwrap_or(0));
+    assert_eq!(snapshot, oracle.finish(page.count.unwrap_or(0)), "{}", text());
     assert_consistent(&snapshot, page.results, duplicates);
     Some((page, snapshot))
+}
+
+/// Writes `value` as JSON text in one of the many ways JSON allows, each choice taken from
+/// `choices` (cycled): whitespace around tokens, strings with some characters escaped (short
+/// escapes, `\u` escapes, surrogate pairs), numbers as floats or with exponents.
+fn write_variant(value: &Value, choices: &[u8], out: &mut String) {
+    let mut next = {
+        let mut i = 0;
+        move || {
+            i += 1;
+            choices.get((i - 1) % choices.len().max(1)).copied().unwrap_or(0)
+        }
+    };
+    write_variant_with(value, &mut next, out);
+}
+
+fn write_variant_with(value: &Value, next: &mut impl FnMut() -> u8, out: &mut String) {
+    let space = |next: &mut dyn FnMut() -> u8, out: &mut String| {
+        let c = next();
+        if c.is_multiple_of(4) {
+            out.push_str([" ", "\n", "\t", "\r\n  "][usize::from(c / 4 % 4)]);
+        }
+    };
+    space(next, out);
+    match value {
+        Value::Null | Value::Bool(_) => out.push_str(&value.to_string()),
+        Value::Number(n) => match (n.as_u64(), next() % 5) {
+            (Some(u), 1) if u < 1 << 53 => write!(out, "{u}.0").unwrap(),
+            (Some(u), 2) => write!(out, "{u}e0").unwrap(),
+            (Some(u), 3) if u < 1 << 53 => write!(out, "{}E-1", u as u128 * 10).unwrap(),
+            (Some(u), 4) if u > 0 => write!(out, "{u}E+0").unwrap(),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::String(text) => write_string(text, next, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_variant_with(item, next, out);
+            }
+            space(next, out);
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                space(next, out);
+                write_string(key, next, out);
+                space(next, out);
+                out.push(':');
+                write_variant_with(item, next, out);
+            }
+            space(next, out);
+            out.push('}');
+        }
+    }
+    space(next, out);
+}
+
+fn write_string(text: &str, next: &mut impl FnMut() -> u8, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        let choice = next() % 8;
+        match c {
+            '"' => out.push_str(if choice < 4 { "\\\"" } else { "\\u0022" }),
+            '\\' => out.push_str(if choice < 4 { "\\\\" } else { "\\u005C" }),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || choice == 0 => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(out, "\\u{unit:04x}").unwrap();
+                }
+            }
+            '/' if choice == 1 => out.push_str("\\/"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,6 +574,27 @@ proptest! {
         prop_assert_eq!(snapshot.fetched_users, distinct.len() as u64);
         prop_assert_eq!(snapshot.reported_users, users.len() as u64);
         prop_assert_eq!(observed(&snapshot), model(&users));
+    }
+
+    #[test]
+    fn every_way_of_writing_a_page_reads_the_same(
+        users in prop::collection::vec(gen_user(), 0..12),
+        choices in prop::collection::vec(any::<u8>(), 1..64),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let records: Vec<Value> = users.iter().map(user_json).collect();
+        let compact = serde_json::to_vec(&json!({"count": users.len(), "next": null, "results": records})).unwrap();
+        let mut text = String::new();
+        write_variant(&serde_json::from_slice(&compact).unwrap(), &choices, &mut text);
+        let (page, snapshot) = parse_and_check(text.as_bytes()).expect("a valid page, however written");
+        let (compact_page, compact_snapshot) = parse_and_check(&compact).unwrap();
+        prop_assert_eq!(page, compact_page);
+        prop_assert_eq!(snapshot, compact_snapshot);
+        // Cut anywhere before its last significant byte, it is refused by both readers.
+        if let Some(cut) = cut {
+            let end = text.trim_end().len();
+            prop_assert!(parse_and_check(&text.as_bytes()[..cut.index(end)]).is_none());
+        }
     }
 
     #[test]

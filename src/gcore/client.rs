@@ -461,7 +461,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Says what came instead of JSON (an HTML error page from a proxy is the usual case) without
 /// copying the body, which may hold personal data, into the log.
-fn describe_decode_error(error: &serde_json::Error, body: &[u8]) -> String {
+fn describe_decode_error(error: &dyn std::fmt::Display, body: &[u8]) -> String {
     let looks_like_html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
     if looks_like_html {
         format!("received HTML, not JSON ({} bytes)", body.len())
