@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use gcore_iam_exporter::config::ClientSettings;
-use gcore_iam_exporter::gcore::build_http_client;
+use gcore_iam_exporter::gcore::{ResponseBody, build_http_client};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -164,12 +164,12 @@ async fn download_once(http: &reqwest::Client, base: &str, limit: u64, concurren
                 .send()
                 .await?
                 .error_for_status()?;
-            // Read like the client reads: chunk by chunk into one buffer.
-            let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+            // Read as the client reads: a body in one chunk is kept, others are joined.
+            let mut body = ResponseBody::default();
             while let Some(chunk) = response.chunk().await? {
-                body.extend_from_slice(&chunk);
+                body.push(chunk);
             }
-            anyhow::Ok(body)
+            anyhow::Ok(body.into_bytes())
         }
     };
     let first = fetch(0).await?;

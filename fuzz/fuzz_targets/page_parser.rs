@@ -1,5 +1,6 @@
-//! Feeds arbitrary bytes to the users-page parser: it must never panic, and whatever it accepts
-//! must aggregate into a consistent snapshot.
+//! Feeds arbitrary bytes to the users-page parser: it must never panic, it must accept and
+//! refuse exactly what the serde reading it replaced accepts and refuses, with the same counts,
+//! and whatever it accepts must aggregate into a consistent snapshot.
 
 #![no_main]
 
@@ -7,11 +8,20 @@ use gcore_iam_exporter::gcore::wire::parse_page;
 use gcore_iam_exporter::snapshot::UserAggregator;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../tests/support/serde_page_oracle.rs"]
+mod serde_page_oracle;
+
 fuzz_target!(|data: &[u8]| {
     let mut aggregator = UserAggregator::new();
-    let Ok(page) = parse_page(data, &mut aggregator) else { return };
+    let parsed = parse_page(data, &mut aggregator);
+    let mut oracle = UserAggregator::new();
+    let expected = serde_page_oracle::parse_page_with_serde(data, &mut oracle);
+    assert_eq!(parsed.is_ok(), expected.is_ok(), "scanner {parsed:?}, serde {expected:?}");
+    let Ok(page) = parsed else { return };
+    assert_eq!(Ok(page), expected.map_err(drop));
     let duplicates = aggregator.duplicates();
     let snapshot = aggregator.finish(page.count.unwrap_or(0));
+    assert_eq!(snapshot, oracle.finish(page.count.unwrap_or(0)));
     // Every record is either a new user or a duplicate; live and deleted users partition them.
     assert_eq!(snapshot.fetched_users + duplicates, page.results);
     assert_eq!(snapshot.active_users + snapshot.deleted_users, snapshot.fetched_users);

@@ -7,5 +7,5 @@ pub mod retry;
 pub mod wire;
 
 pub use account_wire::{parse_account, parse_tokens};
-pub use client::{GcoreClient, build_http_client};
+pub use client::{GcoreClient, ResponseBody, build_http_client};
 pub use error::{FetchError, Reason, RequestResult};
