@@ -735,13 +735,19 @@ fn find_special(bytes: &[u8], mut at: usize) -> usize {
 
 /// A mask with the high bit set in the lowest byte of `word` that is `"`, `\` or below 0x20
 /// (bytes above that one may be flagged falsely: only the lowest flag is meaningful).
-#[inline]
+#[inline(always)]
 fn special_bytes(word: u64) -> u64 {
-    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w;
-    let control = word.wrapping_sub(ONES * 0x20) & !word;
-    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
-    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
-    (control | quote | backslash) & (ONES << 7)
+    // Flipping bit 1 maps `"` (0x22) to 0x20 and keeps 0x00..=0x1F among themselves, so one
+    // "below 0x21" test finds control characters and quotes together.
+    let control_or_quote = below(word ^ (ONES * 0x02), 0x21);
+    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+    control_or_quote | backslash
+}
+
+/// The high bit of each byte of `word` below `n` (n <= 128), exact up to the lowest one.
+#[inline(always)]
+fn below(word: u64, n: u64) -> u64 {
+    word.wrapping_sub(ONES * n) & !word & (ONES << 7)
 }
 
 #[cfg(test)]
@@ -868,6 +874,18 @@ mod tests {
                 assert_eq!(find_special(&bytes, 0), len + 3, "len {len}, byte {special:#x}");
             }
             assert_eq!(find_special(&vec![b' '; len], 0), len);
+        }
+        // Every byte value, at every place of a word and of the tail, behind every other value.
+        for byte in 0..=255u8 {
+            let special = byte == b'"' || byte == b'\\' || byte < 0x20;
+            for before in [b'a', 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff] {
+                for at in 0..20 {
+                    let mut bytes = vec![before; 20];
+                    bytes[at] = byte;
+                    let expected = if special { at } else { 20 };
+                    assert_eq!(find_special(&bytes, 0), expected, "byte {byte:#x} at {at} after {before:#x}");
+                }
+            }
         }
     }
 
