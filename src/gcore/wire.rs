@@ -7,8 +7,9 @@
 //! This is a hand-written scanner rather than serde because parsing was the poll's cost: through
 //! serde_json the page cost twice what serde_json needs merely to skip the same bytes. The
 //! scanner accepts and rejects exactly what the serde reading did (strict JSON, serde_json's
-//! nesting limit, UTF-8 checked in every string it keeps); `tests/properties.rs` holds that
-//! serde reading as an oracle and compares the two on generated pages.
+//! nesting limit, UTF-8 checked in every key and every string it keeps). That serde reading is
+//! kept in `tests/support/serde_page_oracle.rs`: the property tests and the fuzz target compare
+//! the two on every input they make.
 //!
 //! Tolerated, as the real API and its SDKs require: the `{count, next, previous, results}`
 //! envelope, the bare array the API answers without `limit`, the old `result` key, `null` where a
@@ -179,9 +180,12 @@ struct WireUser<'a> {
     is_active: Option<bool>,
 }
 
+/// A cursor over one page. Each method consumes one piece of JSON at `pos`; on an error, `pos`
+/// is left where the problem is, which [`parse_page`] reports as the offset.
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Objects and arrays open around `pos`.
     depth: u32,
 }
 
