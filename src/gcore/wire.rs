@@ -362,15 +362,21 @@ impl<'a> Scanner<'a> {
         Ok(user)
     }
 
+    /// Enters the list at `pos` and returns true, or consumes a `null`, which reads as an empty
+    /// list, and returns false.
+    fn open_list(&mut self, expected: Expected) -> Scan<bool> {
+        match self.token()? {
+            b'n' => self.literal(b"null").map(|()| false),
+            b'[' => self.enter().map(|()| true),
+            _ => Err(Problem::Expected(expected)),
+        }
+    }
+
     /// `groups`: null, or an array of `{id, name}` objects.
     fn groups(&mut self, groups: &mut Vec<WireGroup<'a>>) -> Scan<()> {
-        if self.token()? == b'n' {
-            return self.literal(b"null");
+        if !self.open_list(Expected::Groups)? {
+            return Ok(());
         }
-        if self.token()? != b'[' {
-            return Err(Problem::Expected(Expected::Groups));
-        }
-        self.enter()?;
         let mut first = true;
         while self.next_element(&mut first)? {
             if self.token()? != b'{' {
@@ -393,13 +399,9 @@ impl<'a> Scanner<'a> {
 
     /// `auth_types`: null, or an array of strings.
     fn auth_types(&mut self, auth_types: &mut Vec<Cow<'a, str>>) -> Scan<()> {
-        if self.token()? == b'n' {
-            return self.literal(b"null");
+        if !self.open_list(Expected::AuthTypes)? {
+            return Ok(());
         }
-        if self.token()? != b'[' {
-            return Err(Problem::Expected(Expected::AuthTypes));
-        }
-        self.enter()?;
         let mut first = true;
         while self.next_element(&mut first)? {
             if self.token()? != b'"' {
