@@ -284,8 +284,9 @@ impl GcoreClient {
     }
 }
 
-/// A body being received. A page usually arrives as one chunk, which is kept as it came: copying
-/// every page into a buffer of its own cost a poll of 100,000 users about 45 MiB of copying.
+/// A body being received. A body that arrives as one chunk (a page often does: the client reads
+/// it in one `recvfrom`) is kept as it came; copying every page into a buffer of its own cost a
+/// poll of 100,000 users about 45 MiB of copying.
 /// Public so that the load benchmark's download-only reference reads bodies the same way.
 #[derive(Default)]
 pub enum ResponseBody {
@@ -296,6 +297,7 @@ pub enum ResponseBody {
 }
 
 impl ResponseBody {
+    /// Bytes received so far.
     pub fn received(&self) -> usize {
         match self {
             ResponseBody::Empty => 0,
@@ -304,6 +306,7 @@ impl ResponseBody {
         }
     }
 
+    /// Appends a chunk; only a second chunk starts a copy.
     pub fn push(&mut self, chunk: Bytes) {
         *self = match std::mem::take(self) {
             ResponseBody::Empty => ResponseBody::One(chunk),
@@ -315,6 +318,7 @@ impl ResponseBody {
         };
     }
 
+    /// The whole body.
     pub fn into_bytes(self) -> Bytes {
         match self {
             ResponseBody::Empty => Bytes::new(),
