@@ -243,14 +243,20 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    /// Consumes the `}` or `]` at `pos`, one level up.
+    #[inline(always)]
+    fn leave(&mut self) {
+        self.pos += 1;
+        self.depth -= 1;
+    }
+
     /// The next key of the object entered last, its `:` consumed; `None` at its `}`.
     /// `first` is true for the first call on an object.
     #[inline(always)]
     fn next_key(&mut self, first: &mut bool) -> Scan<Option<RawStr<'a>>> {
         match self.token()? {
             b'}' => {
-                self.pos += 1;
-                self.depth -= 1;
+                self.leave();
                 return Ok(None);
             }
             b',' if !*first => {
@@ -274,8 +280,7 @@ impl<'a> Scanner<'a> {
     fn next_element(&mut self, first: &mut bool) -> Scan<bool> {
         match self.token()? {
             b']' => {
-                self.pos += 1;
-                self.depth -= 1;
+                self.leave();
                 return Ok(false);
             }
             b',' if !*first => {
