@@ -33,7 +33,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use gcore_iam_exporter::config::ClientSettings;
-use gcore_iam_exporter::gcore::{ResponseBody, build_http_client};
+use gcore_iam_exporter::gcore::{build_http_client, read_body};
+
+/// The exporter's default limit on one answer.
+const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -133,8 +136,9 @@ fn download(options: &HashMap<String, String>) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(5),
         max_retries: 0,
-        max_response_bytes: 16 << 20,
+        max_response_bytes: MAX_RESPONSE_BYTES,
         concurrency: NonZeroU32::new(concurrency).context("concurrency 0")?,
+        max_users: 10_000_000,
     };
     let http = build_http_client(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -157,7 +161,7 @@ async fn download_once(http: &reqwest::Client, base: &str, limit: u64, concurren
         let http = http.clone();
         let url = format!("{base}/iam/users?limit={limit}&offset={offset}");
         async move {
-            let mut response = http
+            let response = http
                 .get(url)
                 .header(header::AUTHORIZATION, "APIKey 42_bench")
                 .header(header::ACCEPT, "application/json")
@@ -165,11 +169,7 @@ async fn download_once(http: &reqwest::Client, base: &str, limit: u64, concurren
                 .await?
                 .error_for_status()?;
             // Read as the client reads: a body in one chunk is kept, others are joined.
-            let mut body = ResponseBody::default();
-            while let Some(chunk) = response.chunk().await? {
-                body.push(chunk);
-            }
-            anyhow::Ok(body.into_bytes())
+            anyhow::Ok(read_body(response, MAX_RESPONSE_BYTES).await?)
         }
     };
     let first = fetch(0).await?;

@@ -86,13 +86,15 @@ pub struct Cli {
     #[arg(long = "gcore.max-retries", env = "GCORE_IAM_EXPORTER_MAX_RETRIES", default_value = "2")]
     pub max_retries: String,
 
-    /// Largest response body accepted from the API, in bytes.
-    #[arg(
-        long = "gcore.max-response-bytes",
-        env = "GCORE_IAM_EXPORTER_MAX_RESPONSE_BYTES",
-        default_value = "16777216"
-    )]
+    /// Largest response body accepted from the API, in bytes. A page of 1,000 users is about
+    /// 1.2 MB; an answer costs at most about twice this while it is read.
+    #[arg(long = "gcore.max-response-bytes", env = "GCORE_IAM_EXPORTER_MAX_RESPONSE_BYTES", default_value = "4194304")]
     pub max_response_bytes: String,
+
+    /// Distinct users of one account past which a poll fails (reason `too_many_users`), so
+    /// that an API sending fresh ids forever cannot grow the exporter's memory.
+    #[arg(long = "gcore.max-users", env = "GCORE_IAM_EXPORTER_MAX_USERS", default_value = "1000000")]
+    pub max_users: String,
 
     /// Page requests of one poll that may be in flight at once (after the first page, which
     /// tells how many there are).
@@ -194,6 +196,8 @@ pub struct ClientSettings {
     pub max_response_bytes: u64,
     /// Page requests in flight at once during one poll.
     pub concurrency: NonZeroU32,
+    /// Distinct users of one account past which a poll fails.
+    pub max_users: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +274,7 @@ impl Config {
             max_response_bytes: parse_number("--gcore.max-response-bytes", &cli.max_response_bytes, 1024..=(1 << 30))?,
             concurrency: NonZeroU32::new(parse_number("--gcore.concurrency", &cli.concurrency, 1..=32)?)
                 .expect("range starts at 1"),
+            max_users: parse_number("--gcore.max-users", &cli.max_users, 1..=100_000_000)?,
         };
         let max_staleness = match cli.max_staleness.trim() {
             "0" | "0s" => None,

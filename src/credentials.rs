@@ -96,48 +96,79 @@ pub fn summarize_tokens<'a>(
     own_token: Option<u64>,
     now: SystemTime,
 ) -> TokenSnapshot {
-    let now = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let known_roles: Vec<&str> = KNOWN_GROUPS.iter().map(|(_, name)| *name).collect();
-    let mut roles = Vocabulary::new(&known_roles);
-    // Per role: [expired][never_expires].
-    let mut counts: Vec<[[u64; 2]; 2]> = vec![[[0; 2]; 2]; known_roles.len()];
-    let mut tokens = Vec::new();
-    for t in records.into_iter().filter(|t| !t.deleted) {
-        let role = roles.index(t.role);
-        if counts.len() <= role {
-            counts.resize(role + 1, [[0; 2]; 2]);
+    let mut summary = TokenSummary::new(own_token, now);
+    records.into_iter().for_each(|t| summary.add(&t));
+    summary.finish()
+}
+
+/// Token series and counts built one token at a time, so that a reader never has to collect
+/// a token list (an answer may hold far more tokens than the 50 the API documents): its cost
+/// is bounded by [`MAX_TOKEN_SERIES`] and the bounded roles, whatever the answer's length.
+pub struct TokenSummary {
+    own_token: Option<u64>,
+    /// Unix seconds.
+    now: f64,
+    roles: Vocabulary,
+    /// Per role: [expired][never_expires].
+    counts: Vec<[[u64; 2]; 2]>,
+    tokens: Vec<TokenSeries>,
+}
+
+impl TokenSummary {
+    pub fn new(own_token: Option<u64>, now: SystemTime) -> Self {
+        let known_roles: Vec<&str> = KNOWN_GROUPS.iter().map(|(_, name)| *name).collect();
+        TokenSummary {
+            own_token,
+            now: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            counts: vec![[[0; 2]; 2]; known_roles.len()],
+            roles: Vocabulary::new(&known_roles),
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Counts one token; a deleted one is left out.
+    pub fn add(&mut self, t: &TokenRecord<'_>) {
+        if t.deleted {
+            return;
+        }
+        let role = self.roles.index(t.role);
+        if self.counts.len() <= role {
+            self.counts.resize(role + 1, [[0; 2]; 2]);
         }
         let expires_at = t.exp_date.and_then(parse_timestamp);
         let never_expires = t.exp_date.is_none();
-        let expired = t.expired || expires_at.is_some_and(|at| at <= now);
-        counts[role][usize::from(expired)][usize::from(never_expires)] += 1;
-        if tokens.len() < MAX_TOKEN_SERIES {
-            tokens.push(TokenSeries {
+        let expired = t.expired || expires_at.is_some_and(|at| at <= self.now);
+        self.counts[role][usize::from(expired)][usize::from(never_expires)] += 1;
+        if self.tokens.len() < MAX_TOKEN_SERIES {
+            self.tokens.push(TokenSeries {
                 id: Arc::from(t.id.to_string()),
                 name: Arc::from(bounded_label_value(t.name)),
-                role: roles.values[role].clone(),
+                role: self.roles.values[role].clone(),
                 expires_at,
                 last_used_at: t.last_usage.and_then(parse_timestamp),
                 expired,
                 issuer_deleted: t.issuer_deleted,
-                used_by_exporter: own_token == Some(t.id),
+                used_by_exporter: self.own_token == Some(t.id),
             });
         }
     }
-    let mut series = Vec::with_capacity(counts.len() * 4);
-    for (role, by_expired) in counts.iter().enumerate() {
-        for (expired, by_never) in by_expired.iter().enumerate() {
-            for (never_expires, &n) in by_never.iter().enumerate() {
-                series.push(TokenCount {
-                    role: roles.values[role].clone(),
-                    expired: expired == 1,
-                    never_expires: never_expires == 1,
-                    tokens: n,
-                });
+
+    pub fn finish(self) -> TokenSnapshot {
+        let mut series = Vec::with_capacity(self.counts.len() * 4);
+        for (role, by_expired) in self.counts.iter().enumerate() {
+            for (expired, by_never) in by_expired.iter().enumerate() {
+                for (never_expires, &n) in by_never.iter().enumerate() {
+                    series.push(TokenCount {
+                        role: self.roles.values[role].clone(),
+                        expired: expired == 1,
+                        never_expires: never_expires == 1,
+                        tokens: n,
+                    });
+                }
             }
         }
+        TokenSnapshot { tokens: self.tokens, counts: series }
     }
-    TokenSnapshot { tokens, counts: series }
 }
 
 #[cfg(test)]

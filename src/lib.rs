@@ -31,7 +31,7 @@ use crate::config::{AccountConfig, Config, KeySource};
 use crate::fake_api::FakeApi;
 use crate::gcore::{GcoreClient, build_http_client};
 use crate::metrics::Metrics;
-use crate::poller::AccountPoller;
+use crate::poller::{AccountPoller, ForbiddenUntil};
 use crate::secret::ApiKey;
 
 /// The version of this build.
@@ -103,7 +103,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             timeout: config.poll_timeout,
             max_staleness: config.max_staleness,
             collectors: config.collectors,
-            forbidden_until: [None, None],
+            forbidden_until: ForbiddenUntil::default(),
+            count_differed: false,
             board: board.clone(),
             metrics: metrics.clone(),
         };

@@ -35,7 +35,33 @@ pub struct AccountPoller {
     pub metrics: Arc<Metrics>,
     pub counters: AccountCounters,
     /// Until when the account and tokens endpoints are not asked again after a 403.
-    pub forbidden_until: [Option<Instant>; 2],
+    pub forbidden_until: ForbiddenUntil,
+    /// Whether the last successful poll's users differed from the API's `count`, so that the
+    /// difference is logged once when it starts, not at every poll.
+    pub count_differed: bool,
+}
+
+/// Until when each optional collector is not asked again after a 403.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForbiddenUntil {
+    pub account: Option<Instant>,
+    pub tokens: Option<Instant>,
+}
+
+/// An optional collector, for its logs and its pause after a 403.
+#[derive(Debug, Clone, Copy)]
+enum Optional {
+    Account,
+    Tokens,
+}
+
+impl Optional {
+    fn name(self) -> &'static str {
+        match self {
+            Optional::Account => "account",
+            Optional::Tokens => "tokens",
+        }
+    }
 }
 
 impl AccountPoller {
@@ -86,10 +112,15 @@ impl AccountPoller {
                 } else {
                     debug!(account = %self.name, users = snapshot.active_users, duration_ms = duration.as_millis() as u64, "poll succeeded");
                 }
-                if snapshot.fetched_users != snapshot.reported_users {
+                let differs = snapshot.fetched_users != snapshot.reported_users;
+                if differs && !self.count_differed {
                     warn!(account = %self.name, fetched = snapshot.fetched_users, reported = snapshot.reported_users,
-                        "the API's count differs from the users received (users added or removed during the poll?)");
+                        "the API's count differs from the users received (users added or removed during the poll?); logged again only after a poll where they agree");
+                } else if differs {
+                    debug!(account = %self.name, fetched = snapshot.fetched_users, reported = snapshot.reported_users,
+                        "the API's count still differs from the users received");
                 }
+                self.count_differed = differs;
                 self.counters.poll_finished(None);
                 AccountState {
                     name: self.name.clone(),
@@ -147,14 +178,16 @@ impl AccountPoller {
             return next;
         }
         let now = Instant::now();
-        if self.forbidden_until[0].is_none_or(|until| now >= until) {
+        if self.forbidden_until.account.is_none_or(|until| now >= until) {
             match self.client.fetch_account(key, deadline, &on_request).await {
                 Ok(account) => {
-                    self.forbidden_until[0] = None;
+                    self.forbidden_until.account = None;
                     next.account = Some(Arc::new(account));
                     next.account_state = Some(CollectorState::Ok);
                 }
-                Err(e) => next.account_state = Some(self.collector_failed("account", &e, 0, previous.account_state)),
+                Err(e) => {
+                    next.account_state = Some(self.collector_failed(Optional::Account, &e, previous.account_state))
+                }
             }
         }
         if !self.collectors.account {
@@ -163,24 +196,32 @@ impl AccountPoller {
         if !self.collectors.tokens {
             next.tokens_state = Some(CollectorState::Disabled);
             next.tokens = None;
-        } else if let Some(client_id) = next.account.as_ref().map(|a| a.client_id)
-            && self.forbidden_until[1].is_none_or(|until| now >= until)
-        {
-            let own = own_token_id(key.expose());
-            match self.client.fetch_tokens(key, client_id, own, deadline, &on_request).await {
-                Ok(tokens) => {
-                    self.forbidden_until[1] = None;
-                    next.tokens = Some(Arc::new(tokens));
-                    next.tokens_state = Some(CollectorState::Ok);
-                }
-                Err(e) => {
-                    let state = self.collector_failed("tokens", &e, 1, previous.tokens_state);
-                    if state == CollectorState::Forbidden {
-                        next.tokens = None;
+        } else if let Some(client_id) = next.account.as_ref().map(|a| a.client_id) {
+            if self.forbidden_until.tokens.is_none_or(|until| now >= until) {
+                let own = own_token_id(key.expose());
+                match self.client.fetch_tokens(key, client_id, own, deadline, &on_request).await {
+                    Ok(tokens) => {
+                        self.forbidden_until.tokens = None;
+                        next.tokens = Some(Arc::new(tokens));
+                        next.tokens_state = Some(CollectorState::Ok);
                     }
-                    next.tokens_state = Some(state);
+                    Err(e) => {
+                        let state = self.collector_failed(Optional::Tokens, &e, previous.tokens_state);
+                        if state == CollectorState::Forbidden {
+                            next.tokens = None;
+                        }
+                        next.tokens_state = Some(state);
+                    }
                 }
             }
+        } else {
+            // The tokens endpoint needs the account's id, which no read of the account has
+            // given yet: the tokens collector cannot run, and says so with the account's state
+            // (both collectors always export a state).
+            next.tokens_state = Some(match next.account_state {
+                Some(CollectorState::Forbidden) => CollectorState::Forbidden,
+                _ => CollectorState::Failing,
+            });
         }
         if !self.collectors.account {
             // Fetched only for its client id.
@@ -191,11 +232,11 @@ impl AccountPoller {
 
     fn collector_failed(
         &mut self,
-        collector: &'static str,
+        which: Optional,
         error: &FetchError,
-        slot: usize,
         previous: Option<CollectorState>,
     ) -> CollectorState {
+        let collector = which.name();
         let state =
             if matches!(error, FetchError::Forbidden) { CollectorState::Forbidden } else { CollectorState::Failing };
         if previous != Some(state) {
@@ -208,7 +249,11 @@ impl AccountPoller {
             }
         }
         if state == CollectorState::Forbidden {
-            self.forbidden_until[slot] = Some(Instant::now() + FORBIDDEN_RECHECK);
+            let until = Some(Instant::now() + FORBIDDEN_RECHECK);
+            match which {
+                Optional::Account => self.forbidden_until.account = until,
+                Optional::Tokens => self.forbidden_until.tokens = until,
+            }
         }
         state
     }

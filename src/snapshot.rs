@@ -5,9 +5,8 @@
 //! value is bounded: known values are always present (at 0), and values the API adds later are
 //! exported under their own name up to [`MAX_UNKNOWN_VALUES`] per label, then as `other`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-
-use roaring::RoaringTreemap;
 
 /// How many distinct unknown values one label may take before the rest become `other`.
 pub const MAX_UNKNOWN_VALUES: usize = 20;
@@ -199,9 +198,14 @@ pub struct Snapshot {
 
 /// Accumulates users while a poll runs; de-duplicates them by id (the same user can appear on
 /// two pages when the list shifts during a poll).
+///
+/// The ids seen are a plain hash set: about 9 to 18 bytes an id whatever the ids are. A
+/// compressed bitmap is smaller for dense ids but costs some 250 bytes an id when the API sends
+/// ids spread over the 64-bit range, and the ids come from the network. With the cap on users
+/// per poll (`--gcore.max-users`), the set of one poll is bounded (about 19 MiB at 1,000,000).
 #[derive(Debug)]
 pub struct UserAggregator {
-    seen: RoaringTreemap,
+    seen: HashSet<u64>,
     user_types: Vocabulary,
     /// Per user type, indexed by the [`flags`] of the user.
     user_counts: Vec<[u64; 16]>,
@@ -231,7 +235,7 @@ fn flags(user: &UserFacts<'_>) -> usize {
 impl UserAggregator {
     pub fn new() -> Self {
         UserAggregator {
-            seen: RoaringTreemap::new(),
+            seen: HashSet::new(),
             user_types: Vocabulary::new(&KNOWN_USER_TYPES),
             user_counts: vec![[0; 16]; KNOWN_USER_TYPES.len()],
             groups: GroupVocabulary::new(),
@@ -251,48 +255,36 @@ impl UserAggregator {
         groups: impl IntoIterator<Item = GroupRef<'g>>,
         auth_types: impl IntoIterator<Item = &'g str>,
     ) -> bool {
+        let new = !self.seen.contains(&user.id);
+        if let Some(mut counter) = self.begin(user) {
+            groups.into_iter().for_each(|group| counter.group(group));
+            auth_types.into_iter().for_each(|auth_type| counter.auth_type(auth_type));
+        }
+        new
+    }
+
+    /// Counts one user's own series and returns the counter of its groups and auth types, or
+    /// `None` when there is nothing more to count: a user already counted in this poll, or a
+    /// deleted one. The lists are given one entry at a time so that a reader never has to
+    /// collect them: an answer may list a million groups for one user.
+    pub fn begin(&mut self, user: &UserFacts<'_>) -> Option<UserCounter<'_>> {
         if !self.seen.insert(user.id) {
             self.duplicates += 1;
-            return false;
+            return None;
         }
         if user.deleted {
             self.deleted += 1;
-            return true;
+            return None;
         }
         let t = self.user_types.index(user.user_type);
         grow(&mut self.user_counts, t);
         self.user_counts[t][flags(user)] += 1;
-
-        // A group or auth type listed twice for one user still counts the user once. Indices
-        // are bounded (known values + MAX_UNKNOWN_VALUES + the overflow bucket), so a bit set
-        // of 64 remembers which were counted.
-        let mut counted = 0u64;
-        let bits = usize::from(user.two_fa) << 1 | usize::from(user.activated);
-        for group in groups {
-            let g = self.groups.index(group);
-            if counted & 1 << g != 0 {
-                continue;
-            }
-            counted |= 1 << g;
-            grow(&mut self.group_counts, g);
-            self.group_counts[g][bits] += 1;
-        }
-        let mut counted = 0u64;
-        for auth_type in auth_types {
-            let a = self.auth_types.index(auth_type);
-            if counted & 1 << a != 0 {
-                continue;
-            }
-            counted |= 1 << a;
-            grow(&mut self.auth_counts, a);
-            self.auth_counts[a][usize::from(user.two_fa)] += 1;
-        }
-        true
+        Some(UserCounter { aggregator: self, two_fa: user.two_fa, activated: user.activated, groups: 0, auth_types: 0 })
     }
 
     /// Distinct users seen so far, deleted included.
     pub fn fetched(&self) -> u64 {
-        self.seen.len()
+        self.seen.len() as u64
     }
 
     /// Users that arrived more than once in this poll (and were counted once).
@@ -336,7 +328,7 @@ impl UserAggregator {
                 });
             }
         }
-        let fetched_users = self.seen.len();
+        let fetched_users = self.seen.len() as u64;
         Snapshot {
             active_users: fetched_users - self.deleted,
             users,
@@ -346,6 +338,42 @@ impl UserAggregator {
             fetched_users,
             reported_users,
         }
+    }
+}
+
+/// Counts the groups and auth types of one new, non-deleted user ([`UserAggregator::begin`]).
+pub struct UserCounter<'a> {
+    aggregator: &'a mut UserAggregator,
+    two_fa: bool,
+    activated: bool,
+    /// The group and auth type indices already counted for this user: a group or auth type
+    /// listed twice still counts the user once. Indices are bounded (known values +
+    /// MAX_UNKNOWN_VALUES + the overflow bucket), so 64 bits remember them.
+    groups: u64,
+    auth_types: u64,
+}
+
+impl UserCounter<'_> {
+    pub fn group(&mut self, group: GroupRef<'_>) {
+        let g = self.aggregator.groups.index(group);
+        if self.groups & 1 << g != 0 {
+            return;
+        }
+        self.groups |= 1 << g;
+        let counts = &mut self.aggregator.group_counts;
+        grow(counts, g);
+        counts[g][usize::from(self.two_fa) << 1 | usize::from(self.activated)] += 1;
+    }
+
+    pub fn auth_type(&mut self, auth_type: &str) {
+        let a = self.aggregator.auth_types.index(auth_type);
+        if self.auth_types & 1 << a != 0 {
+            return;
+        }
+        self.auth_types |= 1 << a;
+        let counts = &mut self.aggregator.auth_counts;
+        grow(counts, a);
+        counts[a][usize::from(self.two_fa)] += 1;
     }
 }
 

@@ -134,7 +134,7 @@ async fn exact_numbers_for_every_family() {
     // Health of the poll: 4 pages of 3, all fine.
     assert!(sum(&s, "gcore_iam_polls_total", &[("account", "acme")]) >= 1.0);
     assert_eq!(sum(&s, "gcore_iam_poll_failures_total", &[("account", "acme")]), 0.0);
-    assert_eq!(series_count(&s, "gcore_iam_poll_failures_total"), 13);
+    assert_eq!(series_count(&s, "gcore_iam_poll_failures_total"), 14);
     let polls = sum(&s, "gcore_iam_polls_total", &[("account", "acme")]);
     assert_eq!(sum(&s, "gcore_iam_api_requests_total", &[("account", "acme"), ("result", "ok")]), 4.0 * polls);
     assert!(sum(&s, "gcore_iam_last_success_timestamp_seconds", &[("account", "acme")]) > 1.7e9);

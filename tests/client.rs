@@ -36,6 +36,7 @@ fn settings(page_size: u32) -> ClientSettings {
         max_retries: 2,
         max_response_bytes: 1 << 20,
         concurrency: NonZeroU32::new(1).unwrap(),
+        max_users: 1_000_000,
     }
 }
 

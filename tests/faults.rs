@@ -400,14 +400,16 @@ async fn page_over_the_size_limit_is_too_large_and_not_retried() {
 #[tokio::test]
 async fn pagination_that_never_ends_is_incomplete_after_the_page_cap() {
     let rig = Rig::start().await;
-    // Every page holds one user and claims a hundred: the poll gives up after
-    // 2 × ceil(100 / 3) + 10 = 78 pages instead of looping.
+    // Every page holds the same user and claims a hundred: the poll gives up after the first
+    // page and MAX_PAGES_WITHOUT_NEW_USERS (3) pages that bring no new user, instead of paging
+    // until the deadline (it used to stop after 2 × ceil(100 / 3) + 10 = 78 pages).
     let endless = Fault::Status {
         status: 200,
         headers: Vec::new(),
         body: r#"{"count": 100, "next": "/users?offset=1&limit=3", "previous": null, "results": [{"id": 1}]}"#.into(),
     };
-    outage(&rig, endless, Outage { reason: "incomplete", result: "ok", requests_per_poll: 78.0 }).await;
+    let requests_per_poll = 1.0 + f64::from(gcore_iam_exporter::gcore::MAX_PAGES_WITHOUT_NEW_USERS);
+    outage(&rig, endless, Outage { reason: "incomplete", result: "ok", requests_per_poll }).await;
 }
 
 #[tokio::test]

@@ -5,9 +5,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Deserialize;
+use std::fmt;
 
-use crate::credentials::{AccountInfo, TokenRecord, TokenSnapshot, summarize_tokens};
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::credentials::{AccountInfo, TokenRecord, TokenSnapshot, TokenSummary};
 use crate::snapshot::bounded_label_value;
 
 #[derive(Deserialize)]
@@ -62,22 +65,41 @@ struct WireRole<'a> {
 }
 
 /// Parses the token list (a bare array) into series; `own_token` marks the exporter's own.
+/// The array is read one token at a time into a [`TokenSummary`], never collected.
 pub fn parse_tokens(body: &[u8], own_token: Option<u64>, now: SystemTime) -> Result<TokenSnapshot, serde_json::Error> {
-    let tokens: Vec<WireToken<'_>> = serde_json::from_slice(body)?;
-    let records = tokens.iter().map(|t| {
-        let user = t.client_user.as_ref();
-        TokenRecord {
-            id: t.id,
-            name: t.name.as_deref().unwrap_or(""),
-            role: user.and_then(|u| u.role.as_ref()).and_then(|r| r.name.as_deref()).unwrap_or("unknown"),
-            exp_date: t.exp_date.as_deref(),
-            expired: t.expired.unwrap_or(false),
-            deleted: t.deleted.unwrap_or(false),
-            last_usage: t.last_usage.as_deref(),
-            issuer_deleted: user.and_then(|u| u.deleted).unwrap_or(false),
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let summary = deserializer.deserialize_seq(TokenListVisitor { summary: TokenSummary::new(own_token, now) })?;
+    deserializer.end()?;
+    Ok(summary.finish())
+}
+
+struct TokenListVisitor {
+    summary: TokenSummary,
+}
+
+impl<'de> Visitor<'de> for TokenListVisitor {
+    type Value = TokenSummary;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of tokens")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<TokenSummary, A::Error> {
+        while let Some(t) = seq.next_element::<WireToken<'de>>()? {
+            let user = t.client_user.as_ref();
+            self.summary.add(&TokenRecord {
+                id: t.id,
+                name: t.name.as_deref().unwrap_or(""),
+                role: user.and_then(|u| u.role.as_ref()).and_then(|r| r.name.as_deref()).unwrap_or("unknown"),
+                exp_date: t.exp_date.as_deref(),
+                expired: t.expired.unwrap_or(false),
+                deleted: t.deleted.unwrap_or(false),
+                last_usage: t.last_usage.as_deref(),
+                issuer_deleted: user.and_then(|u| u.deleted).unwrap_or(false),
+            });
         }
-    });
-    Ok(summarize_tokens(records, own_token, now))
+        Ok(self.summary)
+    }
 }
 
 #[cfg(test)]

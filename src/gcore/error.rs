@@ -21,11 +21,12 @@ pub enum Reason {
     Deadline,
     Incomplete,
     KeyError,
+    TooManyUsers,
 }
 
 impl Reason {
     /// Every reason, so that each failure series exists at 0 from the first scrape.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Unauthorized,
         Reason::Forbidden,
         Reason::RateLimited,
@@ -39,6 +40,7 @@ impl Reason {
         Reason::Deadline,
         Reason::Incomplete,
         Reason::KeyError,
+        Reason::TooManyUsers,
     ];
 
     /// Reasons a single HTTP request can end with: the first ten of [`Reason::ALL`]; the
@@ -60,6 +62,7 @@ impl Reason {
             Reason::Deadline => "deadline",
             Reason::Incomplete => "incomplete",
             Reason::KeyError => "key_error",
+            Reason::TooManyUsers => "too_many_users",
         }
     }
 }
@@ -75,12 +78,16 @@ impl EncodeLabelValue for Reason {
 pub enum RequestResult {
     Ok,
     Failed(Reason),
+    /// Abandoned while in flight or before its answer was read, because the poll had already
+    /// failed or passed its deadline. The API may have received and answered it.
+    Cancelled,
 }
 
 impl RequestResult {
     pub fn as_str(self) -> &'static str {
         match self {
             RequestResult::Ok => "ok",
+            RequestResult::Cancelled => "cancelled",
             RequestResult::Failed(reason) => reason.as_str(),
         }
     }
@@ -126,8 +133,16 @@ pub enum FetchError {
         "the API answered an empty page at offset {offset} while reporting {count} users; the poll is not published"
     )]
     EmptyPage { offset: u64, count: u64 },
-    #[error("pagination did not reach the end after {pages} pages (the API reported {count} users)")]
-    Incomplete { pages: u64, count: u64 },
+    #[error(
+        "pagination did not reach the end after {pages} pages and {users} distinct users (at most two pages per page of users received are requested)"
+    )]
+    Incomplete { pages: u64, users: u64 },
+    #[error("{pages} pages in a row brought no new user (the last at offset {offset}); the API repeats itself")]
+    NoNewUsers { pages: u32, offset: u64 },
+    #[error("the account has more than {max} users (--gcore.max-users)")]
+    TooManyUsers { max: u64 },
+    #[error("the API key cannot be sent in a header")]
+    KeyNotHeaderSafe,
 }
 
 impl FetchError {
@@ -145,7 +160,35 @@ impl FetchError {
             FetchError::Decode { .. } | FetchError::DecodeBody { .. } => Reason::Decode,
             FetchError::TooLarge(_) => Reason::TooLarge,
             FetchError::Deadline(_) => Reason::Deadline,
-            FetchError::Incomplete { .. } | FetchError::EmptyPage { .. } => Reason::Incomplete,
+            FetchError::Incomplete { .. } | FetchError::EmptyPage { .. } | FetchError::NoNewUsers { .. } => {
+                Reason::Incomplete
+            }
+            FetchError::TooManyUsers { .. } => Reason::TooManyUsers,
+            FetchError::KeyNotHeaderSafe => Reason::KeyError,
         }
+    }
+}
+
+/// Says what came instead of JSON (an HTML error page from a proxy is the usual case) without
+/// copying the body, which may hold personal data, into the log.
+pub(crate) fn describe_decode_error(error: &dyn std::fmt::Display, body: &[u8]) -> String {
+    let looks_like_html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    if looks_like_html {
+        format!("received HTML, not JSON ({} bytes)", body.len())
+    } else {
+        format!("{error} ({} bytes)", body.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_bodies_are_described_not_copied() {
+        let body = b"<html>secret@example.com</html>";
+        let e = serde_json::from_slice::<serde_json::Value>(body).unwrap_err();
+        let text = describe_decode_error(&e, body);
+        assert!(text.contains("HTML") && !text.contains("secret@example.com"), "{text}");
     }
 }

@@ -49,17 +49,28 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
 }
 
-/// Reads `Retry-After-Ms` (milliseconds) or `Retry-After` (seconds, or an HTTP date).
+/// Reads `Retry-After-Ms` (milliseconds) or `Retry-After` (seconds, or an HTTP date). Any
+/// value a server can send is read without a panic: a wait too long for a `Duration`
+/// (`Retry-After: 1e20`) reads as [`Duration::MAX`], which [`RetryPolicy::delay`] then ignores
+/// as unreasonable; a negative, non-finite or unreadable one reads as no header.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+        return seconds(ms / 1000.0);
     }
     let value = header_str(headers, "retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// A number of seconds from a header as a `Duration`, saturating instead of panicking.
+fn seconds(secs: f64) -> Option<Duration> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -107,6 +118,39 @@ mod tests {
         assert!(d > Duration::from_secs(27) && d <= Duration::from_secs(30), "{d:?}");
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn huge_tiny_and_odd_values_never_panic() {
+        let p = RetryPolicy::new(2);
+        for (name, value) in [
+            ("retry-after", "1e20"),
+            ("retry-after", "1e308"),
+            ("retry-after", "18446744073709551616"),
+            ("retry-after-ms", "1e30"),
+            ("retry-after-ms", "1.7976931348623157e308"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(retry_after(&h), Some(Duration::MAX), "{name}: {value}");
+            assert!(p.delay(0, retry_after(&h)) <= Duration::from_millis(500), "{name}: {value} is ignored");
+        }
+        for (name, value) in [
+            ("retry-after", "-1"),
+            ("retry-after", "NaN"),
+            ("retry-after", "inf"),
+            ("retry-after-ms", "-5"),
+            ("retry-after-ms", "-inf"),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+            ("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            let _ = p.delay(0, retry_after(&h));
+        }
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("1e-300"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 
     #[test]

@@ -23,10 +23,13 @@ use crate::snapshot::{GroupRef, UserAggregator, UserFacts};
 /// What a page said about itself, once its users have been counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageSummary {
-    /// The API's total (`count`); `None` for a bare array, which holds every user.
+    /// The API's total (`count`); `None` when the page does not say: a bare array, or an
+    /// envelope without `count` (or with `count: null`).
     pub count: Option<u64>,
     /// User records on this page (duplicates included).
     pub results: u64,
+    /// The page is a bare array, the API's answer without `limit`: the whole list at once.
+    pub whole_list: bool,
 }
 
 /// Why a body is not a users page, and where the scanner stopped.
@@ -153,18 +156,20 @@ impl UserField {
     }
 }
 
-/// One group of the user being read, borrowed from the page unless its name had escapes.
+/// One group of a user, borrowed from the page unless its name had escapes.
 struct WireGroup<'a> {
     id: Option<u64>,
     name: Option<Cow<'a, str>>,
 }
 
-/// The groups and auth types of the user being read: two vectors per page, cleared for each
-/// user, so a user costs no allocation unless a string it uses has escapes.
-#[derive(Default)]
-struct UserLists<'a> {
-    groups: Vec<WireGroup<'a>>,
-    auth_types: Vec<Cow<'a, str>>,
+/// Where the lists of the user being read start in the page. They are checked on the first
+/// pass and read again once the user's flags are known (they may come after the lists), so
+/// that a user's lists are never collected: an answer can list a million groups for one user,
+/// and collecting them cost ten times the answer's size.
+#[derive(Default, Clone, Copy)]
+struct ListPositions {
+    groups: Option<usize>,
+    auth_types: Option<usize>,
 }
 
 /// The scalar fields of one user. A missing or null flag counts as `false`: for 2FA and
@@ -221,7 +226,7 @@ impl<'a> Scanner<'a> {
 
     fn page(&mut self, aggregator: &mut UserAggregator) -> Scan<PageSummary> {
         let summary = match self.token()? {
-            b'[' => PageSummary { count: None, results: self.users(aggregator)? },
+            b'[' => PageSummary { count: None, results: self.users(aggregator)?, whole_list: true },
             b'{' => self.envelope(aggregator)?,
             _ => return Err(Problem::Expected(Expected::Page)),
         };
@@ -315,30 +320,29 @@ impl<'a> Scanner<'a> {
             }
         }
         let results = results.ok_or(Problem::MissingResults)?;
-        Ok(PageSummary { count: Some(count.unwrap_or(results)), results })
+        Ok(PageSummary { count, results, whole_list: false })
     }
 
     /// The array of users at `pos`, each counted as soon as it is read. Returns the records read.
     fn users(&mut self, aggregator: &mut UserAggregator) -> Scan<u64> {
         self.enter()?;
-        let mut lists = UserLists::default();
         let mut n = 0;
         let mut first = true;
         while self.next_element(&mut first)? {
-            let user = self.user(&mut lists)?;
-            count_user(&user, &lists, aggregator);
+            let (user, lists) = self.user()?;
+            self.count_user(&user, lists, aggregator)?;
             n += 1;
         }
         Ok(n)
     }
 
-    fn user(&mut self, lists: &mut UserLists<'a>) -> Scan<WireUser<'a>> {
+    /// Reads one user's scalar fields and checks its lists, noting where they are.
+    fn user(&mut self) -> Scan<(WireUser<'a>, ListPositions)> {
         if self.token()? != b'{' {
             return Err(Problem::Expected(Expected::User));
         }
         self.enter()?;
-        lists.groups.clear();
-        lists.auth_types.clear();
+        let mut lists = ListPositions::default();
         let mut user = WireUser::default();
         let mut first = true;
         while let Some(key) = self.next_key(&mut first)? {
@@ -350,13 +354,14 @@ impl<'a> Scanner<'a> {
                 UserField::TwoFa => user.two_fa = self.optional_bool()?,
                 UserField::IsActive => user.is_active = self.optional_bool()?,
                 UserField::UserType => user.user_type = self.optional_string()?,
+                // A key given twice counts with its last value, as serde read it.
                 UserField::Groups => {
-                    lists.groups.clear();
-                    self.groups(&mut lists.groups)?;
+                    lists.groups = Some(self.pos);
+                    self.groups(|_| {})?;
                 }
                 UserField::AuthTypes => {
-                    lists.auth_types.clear();
-                    self.auth_types(&mut lists.auth_types)?;
+                    lists.auth_types = Some(self.pos);
+                    self.auth_types(|_| {})?;
                 }
                 UserField::Other => self.skip_value()?,
             }
@@ -364,7 +369,34 @@ impl<'a> Scanner<'a> {
         if user.id.is_none() {
             return Err(Problem::MissingId);
         }
-        Ok(user)
+        Ok((user, lists))
+    }
+
+    /// Counts a user read by [`Scanner::user`], reading its lists a second time from where
+    /// they start, straight into the aggregator.
+    fn count_user(&self, user: &WireUser<'_>, lists: ListPositions, aggregator: &mut UserAggregator) -> Scan<()> {
+        let facts = UserFacts {
+            id: user.id.unwrap_or_default(),
+            deleted: user.deleted.unwrap_or(false),
+            user_type: user.user_type.as_deref().unwrap_or("unknown"),
+            two_fa: user.two_fa.unwrap_or(false),
+            activated: user.activated.unwrap_or(false),
+            sso_auth: user.sso_auth.unwrap_or(false),
+            is_active: user.is_active.unwrap_or(false),
+        };
+        let Some(mut counter) = aggregator.begin(&facts) else { return Ok(()) };
+        // The first pass checked these lists, nesting depth included, so the second pass
+        // starts at the top level and cannot fail; an error would still be reported, not
+        // ignored.
+        if let Some(pos) = lists.groups {
+            let mut again = Scanner { bytes: self.bytes, pos, depth: 0 };
+            again.groups(|group| counter.group(GroupRef { id: group.id, name: group.name.as_deref() }))?;
+        }
+        if let Some(pos) = lists.auth_types {
+            let mut again = Scanner { bytes: self.bytes, pos, depth: 0 };
+            again.auth_types(|auth_type| counter.auth_type(&auth_type))?;
+        }
+        Ok(())
     }
 
     /// Enters the list at `pos` and returns true, or consumes a `null`, which reads as an empty
@@ -377,8 +409,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// `groups`: null, or an array of `{id, name}` objects.
-    fn groups(&mut self, groups: &mut Vec<WireGroup<'a>>) -> Scan<()> {
+    /// `groups`: null, or an array of `{id, name}` objects, each given to `each` as it is read.
+    fn groups(&mut self, mut each: impl FnMut(WireGroup<'a>)) -> Scan<()> {
         if !self.open_list(Expected::Groups)? {
             return Ok(());
         }
@@ -397,13 +429,13 @@ impl<'a> Scanner<'a> {
                     _ => self.skip_value()?,
                 }
             }
-            groups.push(group);
+            each(group);
         }
         Ok(())
     }
 
-    /// `auth_types`: null, or an array of strings.
-    fn auth_types(&mut self, auth_types: &mut Vec<Cow<'a, str>>) -> Scan<()> {
+    /// `auth_types`: null, or an array of strings, each given to `each` as it is read.
+    fn auth_types(&mut self, mut each: impl FnMut(Cow<'a, str>)) -> Scan<()> {
         if !self.open_list(Expected::AuthTypes)? {
             return Ok(());
         }
@@ -413,7 +445,7 @@ impl<'a> Scanner<'a> {
                 return Err(Problem::Expected(Expected::AuthType));
             }
             let raw = self.string()?;
-            auth_types.push(self.decode(raw)?);
+            each(self.decode(raw)?);
         }
         Ok(())
     }
@@ -660,20 +692,6 @@ impl<'a> Scanner<'a> {
     }
 }
 
-fn count_user(user: &WireUser<'_>, lists: &UserLists<'_>, aggregator: &mut UserAggregator) {
-    let facts = UserFacts {
-        id: user.id.unwrap_or_default(),
-        deleted: user.deleted.unwrap_or(false),
-        user_type: user.user_type.as_deref().unwrap_or("unknown"),
-        two_fa: user.two_fa.unwrap_or(false),
-        activated: user.activated.unwrap_or(false),
-        sso_auth: user.sso_auth.unwrap_or(false),
-        is_active: user.is_active.unwrap_or(false),
-    };
-    let groups = lists.groups.iter().map(|g| GroupRef { id: g.id, name: g.name.as_deref() });
-    aggregator.add(&facts, groups, lists.auth_types.iter().map(|a| &**a));
-}
-
 /// Decodes the escapes of a string already checked by [`Scanner::string`]. `None` for text
 /// that is not UTF-8 or a `\u` escape that is half a surrogate pair.
 fn unescape(raw: &[u8]) -> Option<String> {
@@ -787,7 +805,7 @@ mod tests {
         let body =
             format!(r#"{{"count": 5, "next": "/users?offset=1&limit=1", "previous": null, "results": [{USER}]}}"#);
         let (r, s) = parse(&body);
-        assert_eq!(r.unwrap(), PageSummary { count: Some(5), results: 1 });
+        assert_eq!(r.unwrap(), PageSummary { count: Some(5), results: 1, whole_list: false });
         assert_eq!(s.active_users, 1);
         let admins_without_2fa: u64 =
             s.groups.iter().filter(|g| &*g.group.name == "Administrators" && !g.two_fa).map(|g| g.users).sum();
@@ -797,14 +815,18 @@ mod tests {
     #[test]
     fn count_after_results_bare_array_and_old_result_key() {
         let (r, _) = parse(&format!(r#"{{"results": [{USER}], "count": 9}}"#));
-        assert_eq!(r.unwrap(), PageSummary { count: Some(9), results: 1 });
+        assert_eq!(r.unwrap(), PageSummary { count: Some(9), results: 1, whole_list: false });
         let (r, s) = parse(&format!(" [{USER}]\n"));
-        assert_eq!(r.unwrap(), PageSummary { count: None, results: 1 });
+        assert_eq!(r.unwrap(), PageSummary { count: None, results: 1, whole_list: true });
         assert_eq!(s.active_users, 1);
         let (r, _) = parse(&format!(r#"{{"count": 1, "result": [{USER}]}}"#));
-        assert_eq!(r.unwrap(), PageSummary { count: Some(1), results: 1 });
+        assert_eq!(r.unwrap(), PageSummary { count: Some(1), results: 1, whole_list: false });
+        // Without `count` the page does not say how many users there are; the pagination
+        // decides what that means (it pages until an empty page).
         let (r, _) = parse(r#"{"results": []}"#);
-        assert_eq!(r.unwrap(), PageSummary { count: Some(0), results: 0 });
+        assert_eq!(r.unwrap(), PageSummary { count: None, results: 0, whole_list: false });
+        let (r, _) = parse(&format!(r#"{{"count": null, "results": [{USER}]}}"#));
+        assert_eq!(r.unwrap(), PageSummary { count: None, results: 1, whole_list: false });
     }
 
     #[test]

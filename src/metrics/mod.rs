@@ -118,6 +118,8 @@ impl Metrics {
                 let _ = failures.get_or_create(&FailureLabels { account: account.clone(), reason });
             }
             let _ = requests.get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Ok });
+            let _ =
+                requests.get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Cancelled });
             for &reason in Reason::REQUEST {
                 let _ = requests
                     .get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Failed(reason) });

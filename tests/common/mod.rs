@@ -85,6 +85,7 @@ pub fn config(accounts: Vec<AccountConfig>) -> Config {
             connect_timeout: Duration::from_secs(1),
             max_retries: 2,
             max_response_bytes: 1 << 20,
+            max_users: 1_000_000,
             concurrency: NonZeroU32::new(1).unwrap(),
         },
         accounts,

@@ -40,7 +40,7 @@ impl<'de> Visitor<'de> for PageSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PageSummary, A::Error> {
         let results = UsersSeed { aggregator: self.aggregator }.visit_seq(seq)?;
-        Ok(PageSummary { count: None, results })
+        Ok(PageSummary { count: None, results, whole_list: true })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PageSummary, A::Error> {
@@ -59,7 +59,7 @@ impl<'de> Visitor<'de> for PageSeed<'_> {
             }
         }
         let results = results.ok_or_else(|| de::Error::missing_field("results"))?;
-        Ok(PageSummary { count: Some(count.unwrap_or(results)), results })
+        Ok(PageSummary { count, results, whole_list: false })
     }
 }
 
