@@ -76,6 +76,18 @@ impl ChildExporter {
         line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS in kB")
     }
 
+    /// Peak resident memory since the process started (VmHWM), from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("process alive");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmHWM in kB")
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("the child can be waited on").is_none()
+    }
+
     /// Open file descriptors, from /proc.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("process alive").count()

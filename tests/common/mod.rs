@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod child;
+pub mod hostile;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
