@@ -379,9 +379,13 @@ fn recording_rules_use_only_exported_names() {
         if let Some((_, labels)) =
             check_names(&names, &where_, rule["expr"].as_str().unwrap_or_default(), &mut problems)
         {
-            for keep in ["job", "instance", "account"] {
-                if !labels.contains(keep) {
-                    problems.push(format!("{where_}: drops `{keep}`"));
+            // One series per account: replicas of an exporter (same `account`) are merged.
+            if !labels.contains("account") {
+                problems.push(format!("{where_}: drops `account`"));
+            }
+            for target in TARGET_LABELS {
+                if labels.contains(target) {
+                    problems.push(format!("{where_}: keeps `{target}`, so replicas of an account count twice"));
                 }
             }
             names.insert(record, labels);
@@ -609,10 +613,11 @@ fn dashboards_are_importable_and_provisionable() {
 /// The unit a panel should show for these expressions.
 fn expected_unit(exprs: &[&str]) -> &'static str {
     let any = |needle: &str| exprs.iter().any(|e| e.contains(needle));
-    if any(" bool ") {
-        // A sum of `bool` comparisons counts series, whatever they measure.
+    if any(" bool ") || any("/ gcore_iam_poll_interval_seconds") {
+        // A sum of `bool` comparisons counts series, whatever they measure; an age in poll
+        // intervals is a plain number.
         "none"
-    } else if any(":ratio") || (any(" / ") && any("rate(")) {
+    } else if any(":ratio") || (any(" / ") && (any("rate(") || any("> 0)"))) {
         "percentunit"
     } else if any("_timestamp_seconds") && any("* 1000") {
         "dateTimeFromNow"
@@ -700,7 +705,7 @@ fn security_problems_show_red() {
         if !is_stat {
             continue;
         }
-        if exprs.iter().any(|e| e.contains("admins_without_two_fa")) {
+        if exprs.iter().any(|e| e.contains(r#"group_id="1", two_fa="false""#)) {
             checked += 1;
             // Red from the first administrator without 2FA, green at 0.
             if red_from(panel) != Some(Some(1.0)) {
@@ -710,7 +715,7 @@ fn security_problems_show_red() {
                 ));
             }
         }
-        if exprs.iter().any(|e| e.contains("two_fa:ratio")) {
+        if exprs.iter().any(|e| e.contains(r#"two_fa="true""#) && e.contains(" / ")) {
             checked += 1;
             // Red below the alert's target: the base step is red.
             if red_from(panel) != Some(None) {
@@ -770,7 +775,7 @@ fn credential_problems_show_red() {
                 problems.push(format!("{where_}: must turn red at 1, thresholds {thresholds}"));
             }
         }
-        if any("gcore_iam_collector_state") {
+        if any(r#"state="failing""#) {
             checked.insert("collector state");
             if mapped_color(panel, "0") != Some("green") || mapped_color(panel, "3") != Some("red") {
                 problems.push(format!("{where_}: OK (0) must be green and FAILING (3) red"));
@@ -817,5 +822,177 @@ fn compose_stack_provisions_these_dashboards_and_rules() {
     }
     let jobs: Vec<&str> =
         config["scrape_configs"].as_sequence().unwrap().iter().filter_map(|j| j["job_name"].as_str()).collect();
-    assert!(jobs.contains(&"gcore-iam-exporter"), "GcoreIamExporterDown selects job=\"gcore-iam-exporter\": {jobs:?}");
+    assert!(jobs.contains(&"gcore-iam-exporter"), "the compose stack scrapes the exporter: {jobs:?}");
+}
+
+#[test]
+fn dashboards_need_no_recording_rules() {
+    // Imported from a file without prometheus/recording.yaml, every panel must still work.
+    let mut problems = Vec::new();
+    for (file, d) in dashboards() {
+        for panel in panels(&d) {
+            for target in targets(panel) {
+                let Ok(expr) = parse(target["expr"].as_str().unwrap_or_default()) else { continue };
+                for vs in selectors(&expr) {
+                    let name = selector_name(vs).unwrap_or_default();
+                    if name.contains(':') {
+                        problems.push(format!("{}: reads the recording rule {name}", panel_where(&file, panel)));
+                    }
+                }
+            }
+        }
+    }
+    assert_no_problems("dashboards without recording rules", &problems);
+}
+
+#[test]
+fn no_rule_or_panel_depends_on_a_job_name() {
+    // Scrape jobs are named by whoever deploys the exporter.
+    let mut problems = Vec::new();
+    let mut exprs: Vec<(String, String)> = rules("prometheus/alerts.yaml")
+        .iter()
+        .chain(rules("prometheus/recording.yaml").iter())
+        .map(|r| {
+            let name = r["alert"].as_str().or_else(|| r["record"].as_str()).unwrap_or("?");
+            (format!("rule {name}"), r["expr"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    for (file, d) in dashboards() {
+        for panel in panels(&d) {
+            for target in targets(panel) {
+                exprs.push((panel_where(&file, panel), target["expr"].as_str().unwrap_or_default().to_owned()));
+            }
+        }
+    }
+    for (where_, text) in exprs {
+        let Ok(expr) = parse(&text) else { continue };
+        for vs in selectors(&expr) {
+            for m in &vs.matchers.matchers {
+                if m.name == "job" && !m.value.starts_with('$') {
+                    problems.push(format!("{where_}: selects job {:?}", m.value));
+                }
+            }
+        }
+    }
+    assert_no_problems("job names", &problems);
+}
+
+#[test]
+fn every_alert_links_its_runbook_section() {
+    let runbook = read("docs/runbook.md");
+    let mut problems = Vec::new();
+    for rule in rules("prometheus/alerts.yaml") {
+        let alert = rule["alert"].as_str().unwrap_or("?");
+        let url = rule["annotations"]["runbook_url"].as_str().unwrap_or_default();
+        let want = format!("docs/runbook.md#{}", alert.to_lowercase());
+        if url != want {
+            problems.push(format!("alert {alert}: runbook_url {url:?}, want {want:?}"));
+        }
+        // The section: from its heading to the next one of the same level.
+        let heading = format!("\n## {alert}\n");
+        let Some(start) = runbook.find(&heading) else {
+            problems.push(format!("alert {alert}: docs/runbook.md has no section `## {alert}`"));
+            continue;
+        };
+        let body = &runbook[start + heading.len()..];
+        let section = &body[..body.find("\n## ").unwrap_or(body.len())];
+        for part in ["**Means**", "**Check**", "**Fix**", "**Silence**"] {
+            if !section.contains(part) {
+                problems.push(format!("docs/runbook.md, {alert}: no {part} paragraph"));
+            }
+        }
+    }
+    assert_no_problems("runbook links", &problems);
+}
+
+#[test]
+fn grafana_dashboard_linter_rules() {
+    // The rules of grafana/dashboard-linter that apply to these dashboards, checked here:
+    // template-on-time-change-reload-rule, target-rate-interval-rule, target-counter-agg-rule
+    // and panel-units-rule. (template-datasource, template-job/instance, panel-datasource,
+    // panel-title-description and target-promql are checked by the tests above.)
+    let mut problems = Vec::new();
+    for (file, d) in dashboards() {
+        for variable in query_variables(&d) {
+            if variable["refresh"] != 2 {
+                problems.push(format!("{file}: variable {} must refresh on time range change (2)", variable["name"]));
+            }
+        }
+        for panel in panels(&d) {
+            let where_ = panel_where(&file, panel);
+            if panel["type"] != "table" && panel["type"] != "row" {
+                let defaults = &panel["fieldConfig"]["defaults"];
+                if defaults["unit"].as_str().is_none_or(str::is_empty) {
+                    problems.push(format!("{where_}: no unit"));
+                }
+                if defaults["mappings"].as_array().is_some_and(Vec::is_empty) {
+                    problems.push(format!("{where_}: an empty `mappings` list hides the unit from linters"));
+                }
+            }
+            let mut uses_rate = false;
+            for target in targets(panel) {
+                let text = target["expr"].as_str().unwrap_or_default();
+                let Ok(expr) = parse(text) else { continue };
+                visit(&expr, &mut |e| {
+                    if let Expr::Call(c) = e
+                        && ["rate", "irate", "increase"].contains(&c.func.name)
+                    {
+                        uses_rate = true;
+                    }
+                });
+                for window in text.match_indices("rate(").map(|(i, _)| &text[i..]) {
+                    let range = window.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or_default();
+                    if range != "$__rate_interval" {
+                        problems.push(format!("{where_}: rate over [{range}], want [$__rate_interval]"));
+                    }
+                }
+                // A counter is only meaningful through rate() or increase().
+                for vs in selectors(&expr) {
+                    let name = selector_name(vs).unwrap_or_default();
+                    if name.ends_with("_total") && !text.contains(&format!("rate({name}")) {
+                        problems.push(format!("{where_}: counter {name} outside rate()"));
+                    }
+                }
+            }
+            // With the default 5m poll a rate window must hold two polls: $__rate_interval is
+            // at least the panel's minimum interval plus one scrape interval.
+            if uses_rate && panel["interval"].as_str().and_then(|i| humantime::parse_duration(i).ok()).is_none_or(
+                |i| i < std::time::Duration::from_secs(600),
+            ) {
+                problems.push(format!("{where_}: rate panel without a minimum interval of at least 10m"));
+            }
+        }
+    }
+    assert_no_problems("dashboard-linter rules", &problems);
+}
+
+#[test]
+fn panels_of_optional_collectors_show_unknown() {
+    // The account and tokens collectors can be off or forbidden: their stat panels must say
+    // "unknown" (a NaN the query returns, or no series at all), never a reassuring value.
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (file, d) in dashboards() {
+        for panel in panels(&d) {
+            let exprs: Vec<&str> = targets(panel).iter().filter_map(|t| t["expr"].as_str()).collect();
+            let optional = exprs.iter().any(|e| e.contains("gcore_iam_token") || e.contains("gcore_iam_account_"));
+            if !optional || panel["type"] != "stat" {
+                continue;
+            }
+            checked += 1;
+            let where_ = panel_where(&file, panel);
+            let defaults = &panel["fieldConfig"]["defaults"];
+            let nan_unknown = defaults["mappings"].as_array().into_iter().flatten().any(|m| {
+                m["type"] == "special" && m["options"]["match"] == "nan" && m["options"]["result"]["text"] == "unknown"
+            });
+            if !nan_unknown || defaults["noValue"] != "unknown" {
+                problems.push(format!("{where_}: NaN and no value must both read \"unknown\""));
+            }
+            if !exprs.iter().any(|e| e.contains("NaN")) {
+                problems.push(format!("{where_}: no NaN for an account whose collector is off"));
+            }
+        }
+    }
+    assert!(checked >= 9, "the account and token stat panels of the Credentials dashboard, checked {checked}");
+    assert_no_problems("unknown values", &problems);
 }
