@@ -956,9 +956,12 @@ fn grafana_dashboard_linter_rules() {
             }
             // With the default 5m poll a rate window must hold two polls: $__rate_interval is
             // at least the panel's minimum interval plus one scrape interval.
-            if uses_rate && panel["interval"].as_str().and_then(|i| humantime::parse_duration(i).ok()).is_none_or(
-                |i| i < std::time::Duration::from_secs(600),
-            ) {
+            if uses_rate
+                && panel["interval"]
+                    .as_str()
+                    .and_then(|i| humantime::parse_duration(i).ok())
+                    .is_none_or(|i| i < std::time::Duration::from_secs(600))
+            {
                 problems.push(format!("{where_}: rate panel without a minimum interval of at least 10m"));
             }
         }
