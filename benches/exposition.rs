@@ -2,6 +2,7 @@
 //! gzip-compressed) for one account with a full snapshot.
 //!
 //! `cargo bench --bench exposition`
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 #[path = "support/population.rs"]
 mod population;

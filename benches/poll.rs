@@ -2,6 +2,7 @@
 //! per megabyte of JSON and per user, next to the floor: serde_json skipping the same pages.
 //!
 //! `cargo bench --bench poll`
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 #[path = "support/population.rs"]
 mod population;

@@ -13,6 +13,7 @@
 //! cargo run --release --example bench_api -- download --url http://127.0.0.1:18080 --concurrency 4
 //! cargo run --release --example bench_api -- startup --url http://127.0.0.1:19471 -- target/release/gcore-iam-exporter ...
 //! ```
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 #[path = "../benches/support/population.rs"]
 mod population;

@@ -8,6 +8,7 @@
 pub mod board;
 pub mod config;
 pub mod credentials;
+pub mod error_chain;
 pub mod fake_api;
 pub mod gcore;
 pub mod http;

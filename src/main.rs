@@ -5,18 +5,41 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gcore_iam_exporter::config::{Cli, Config};
+use gcore_iam_exporter::error_chain::Chain;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::from_cli(cli, &|name| std::env::var(name).ok()) {
-        Ok(config) => config,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
         Err(error) => {
-            eprintln!("gcore-iam-exporter: {error}");
+            // clap's first line names the flag and the problem; the rest is a usage hint. An
+            // unknown flag keeps clap's whole message, whose hint may name the flag meant.
+            let text = error.to_string();
+            if error.kind() == clap::error::ErrorKind::UnknownArgument {
+                eprint!("{text}");
+            } else {
+                eprintln!(
+                    "gcore-iam-exporter: {}",
+                    text.lines().next().unwrap_or_default().trim_start_matches("error: ")
+                );
+            }
             return ExitCode::from(2);
         }
     };
-    gcore_iam_exporter::logging::init(config.log_level, config.log_format);
+    // Logging starts before the configuration is checked, so that its warnings are seen.
+    gcore_iam_exporter::logging::init(cli.log_level, cli.log_format);
+    let config = match Config::from_cli(cli, &|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("gcore-iam-exporter: {}", Chain(&error));
+            return ExitCode::from(2);
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -34,8 +57,8 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                tracing::error!(%error, "cannot start");
-                eprintln!("gcore-iam-exporter: {error}");
+                tracing::error!(error = %Chain(&error), "cannot start");
+                eprintln!("gcore-iam-exporter: {}", Chain(&error));
                 ExitCode::FAILURE
             }
         }

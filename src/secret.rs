@@ -3,6 +3,11 @@
 
 use std::fmt;
 
+/// Why a text is not a usable API key. The wording never quotes the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(&'static str);
+
 /// A Gcore API key (legacy `1234$...` or current `42_...` form).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
@@ -10,16 +15,16 @@ pub struct ApiKey(String);
 impl ApiKey {
     /// Trims surrounding white space (key files usually end with a newline) and refuses what
     /// cannot travel in an HTTP header. The error never quotes the key.
-    pub fn parse(raw: &str) -> Result<ApiKey, &'static str> {
+    pub fn parse(raw: &str) -> Result<ApiKey, KeyError> {
         let key = raw.trim();
         if key.is_empty() {
-            return Err("the API key is empty");
+            return Err(KeyError("the API key is empty"));
         }
         if key.len() > 4096 {
-            return Err("the API key is longer than 4096 bytes");
+            return Err(KeyError("the API key is longer than 4096 bytes"));
         }
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("the API key contains spaces or characters that cannot be sent in an HTTP header");
+            return Err(KeyError("the API key contains spaces or characters that cannot be sent in an HTTP header"));
         }
         Ok(ApiKey(key.to_string()))
     }

@@ -1,5 +1,6 @@
 //! Black-box tests: the exporter started on port 0 against the built-in fake API with a known
 //! population, scraped over HTTP, with exact numbers asserted for every family.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The Gcore client against a mock server (wiremock): pagination, the answer forms the real API
 //! has, retries, and what is never retried.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;

@@ -11,6 +11,7 @@
 //!
 //! Retried faults cost the real backoff (0.5 s, then 1 s, less up to 25 % jitter), so a poll
 //! that exhausts its retries takes about 1.5 s; every other scenario takes well under a second.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! target labels `job` and `instance` that Prometheus adds to every series.
 //! The dashboards are also checked for what importing them through the UI or by file
 //! provisioning needs.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -57,8 +58,8 @@ fn dashboards() -> Vec<(String, Value)> {
         .collect()
 }
 
-fn yaml(rel: &str) -> serde_yaml::Value {
-    serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+fn yaml(rel: &str) -> serde_norway::Value {
+    serde_norway::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// Fails with every collected problem at once, so one run lists them all.
@@ -104,7 +105,7 @@ fn catalogue() -> Catalogue {
     names
 }
 
-fn rules(rel: &str) -> Vec<serde_yaml::Value> {
+fn rules(rel: &str) -> Vec<serde_norway::Value> {
     let file = yaml(rel);
     let groups = file["groups"].as_sequence().unwrap_or_else(|| panic!("{rel}: no groups"));
     groups.iter().flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default()).collect()
@@ -440,7 +441,8 @@ fn every_alert_has_a_firing_and_a_silent_unit_test() {
     for entry in fs::read_dir(&dir).expect("prometheus/tests exists") {
         let path = entry.unwrap().path();
         let text = fs::read_to_string(&path).unwrap();
-        let file: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file: serde_norway::Value =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for test in file["tests"].as_sequence().into_iter().flatten() {
             for case in test["alert_rule_test"].as_sequence().into_iter().flatten() {
                 let name = case["alertname"].as_str().unwrap_or_default().to_owned();
@@ -787,7 +789,7 @@ fn credential_problems_show_red() {
 }
 
 /// The container path a compose volume `source:target[:mode]` mounts `source` at.
-fn mount_target(volumes: &serde_yaml::Value, source: &str) -> Option<String> {
+fn mount_target(volumes: &serde_norway::Value, source: &str) -> Option<String> {
     volumes.as_sequence()?.iter().filter_map(|v| v.as_str()).find_map(|v| {
         let mut parts = v.split(':');
         (parts.next() == Some(source)).then(|| parts.next().map(String::from)).flatten()

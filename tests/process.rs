@@ -1,5 +1,6 @@
 //! The binary as users run it: exit codes for bad configuration, graceful shutdown on
 //! SIGTERM, and the API key never appearing anywhere it could leak.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! - a generated population (repeated ids, unknown and known label values, deleted users, flags
 //!   null or missing), served as one page or split over several, gives exactly the counts of a
 //!   simple model computed here, with every label bounded and every series unique.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 #[path = "support/serde_page_oracle.rs"]
 mod serde_page_oracle;

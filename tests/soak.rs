@@ -8,6 +8,7 @@
 //! ```
 //!
 //! `EXPORTER_BIN` runs another binary than the one cargo just built.
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The HTTP server under a web config (TLS, mTLS, basic auth, headers, certificate rotation)
 //! and against hostile clients (huge headers, slowloris, idle connections, odd methods).
+#![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
 mod common;
 

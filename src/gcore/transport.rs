@@ -15,6 +15,7 @@ use url::Url;
 use super::error::{FetchError, RequestResult};
 use super::retry::{RetryPolicy, is_retryable_status, retry_after};
 use crate::config::ClientSettings;
+use crate::error_chain::Chain;
 use crate::secret::ApiKey;
 
 const USER_AGENT: &str = concat!("gcore-iam-exporter/", env!("CARGO_PKG_VERSION"));
@@ -209,17 +210,7 @@ fn transport_error(error: reqwest::Error) -> AttemptError {
 
 /// reqwest keeps the useful part ("connection refused", "unexpected EOF") in its sources.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    Chain(error).to_string()
 }
 
 #[cfg(test)]

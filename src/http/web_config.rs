@@ -92,7 +92,7 @@ impl WebConfig {
         let file: File = if text.trim().is_empty() {
             File { tls_server_config: None, http_server_config: None, basic_auth_users: None }
         } else {
-            serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?
+            serde_norway::from_str(&text).map_err(|e| invalid(e.to_string()))?
         };
         let base = path.parent().unwrap_or(Path::new("."));
 
