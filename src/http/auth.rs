@@ -4,10 +4,10 @@
 //! bound nor make a real login queue behind it. Results are remembered both ways (as
 //! exporter-toolkit does): a scrape every few seconds, or a loop on one wrong password, costs
 //! no bcrypt at all. A client address that failed a login recently, or already has one being
-//! verified, is a suspect: its verifications are drawn from a small shared budget per second,
-//! and past it it gets 429 at once. A client with a clean record (Prometheus, normally) thus
-//! waits at most for the verification in progress and the few of the budget, whatever the
-//! flood; and the CPU that failed logins cost is bounded by the budget plus one verification
+//! verified, is a suspect: it is verified only when the one verification slot is free and a
+//! small budget per second shared by all suspects allows, and otherwise gets 429 at once. A
+//! client with a clean record (Prometheus, normally) thus waits at most for the verification in
+//! progress, whatever the flood; and the CPU that failed logins cost is bounded by the budget plus one verification
 //! per new address per [`SUSPECT_FOR`]. Both come from the same address only if the attacker
 //! shares Prometheus' address, which no server can tell apart.
 
@@ -58,7 +58,7 @@ pub struct BasicAuth {
     hasher: RandomState,
     state: Mutex<AuthState>,
     /// One verification at a time: on a small machine the other core keeps serving scrapes.
-    slot: Semaphore,
+    slot: Arc<Semaphore>,
 }
 
 #[derive(Debug)]
@@ -86,7 +86,7 @@ impl BasicAuth {
             budget_at: Instant::now(),
             budget_per_second: SUSPECT_BUDGET_PER_SECOND,
         };
-        BasicAuth { users, hasher: RandomState::new(), state: Mutex::new(state), slot: Semaphore::new(1) }
+        BasicAuth { users, hasher: RandomState::new(), state: Mutex::new(state), slot: Arc::new(Semaphore::new(1)) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AuthState> {
@@ -100,6 +100,7 @@ impl BasicAuth {
         let Some((user, password)) = authorization.and_then(parse_basic) else { return Verdict::Denied };
         let key = self.hasher.hash_one((&user, &password));
         let now = Instant::now();
+        let suspect;
         {
             let mut state = self.lock();
             if state.verified.contains(&key) {
@@ -109,22 +110,37 @@ impl BasicAuth {
                 state.suspect(client, now);
                 return Verdict::Denied;
             }
-            if state.is_suspect(client, now) && !state.take_budget(now) {
+            suspect = state.is_suspect(client, now);
+            if suspect && !state.take_budget(now) {
                 return Verdict::Throttled;
             }
             *state.pending.entry(client).or_insert(0) += 1;
         }
         let pending = Pending { auth: self, client };
+        // A suspect never queues: it is verified only if the slot is free and nobody waits for
+        // it, so that a clean client waits at most for the verification in progress, even when
+        // bcrypt runs slower than the budget (a machine short of CPU).
+        let slot = if suspect {
+            match self.slot.clone().try_acquire_owned() {
+                Ok(slot) => Ok(slot),
+                Err(_) => return Verdict::Throttled,
+            }
+        } else {
+            self.slot.clone().acquire_owned().await
+        };
         // An unknown user is checked against a real hash too, so that timing does not tell
         // which user names exist.
         let known = self.users.contains_key(&user);
         let hash = self.users.get(&user).or_else(|| self.users.values().next()).cloned();
-        let matches = match (hash, self.slot.acquire().await) {
-            (Some(hash), Ok(_slot)) => {
-                tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                    .await
-                    .unwrap_or(false)
-            }
+        let matches = match (hash, slot) {
+            // The permit goes with the work: if the client hangs up, its request is dropped but
+            // the verification runs to its end, and the next one waits for it.
+            (Some(hash), Ok(slot)) => tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                bcrypt::verify(password, &hash).unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false),
             _ => false,
         };
         drop(pending);
@@ -317,6 +333,9 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(auth.check(Some(&basic("prometheus", "guess-b")), ip(1)).await, Verdict::Throttled);
+        // Budget or not, a suspect does not queue behind the slot.
+        auth.lock().budget = 2.0;
+        assert_eq!(auth.check(Some(&basic("prometheus", "guess-c")), ip(1)).await, Verdict::Throttled);
         drop(held);
         assert_eq!(first.await.unwrap(), Verdict::Denied);
         assert!(auth.lock().pending.is_empty());
