@@ -216,8 +216,7 @@ impl Table {
             let victim = entries.longest_waiting(|e| e.ip == ip)?;
             entries.remove(victim);
         } else if entries.open.len() >= self.max {
-            let heaviest = entries.heaviest_waiting_ip()?;
-            let victim = entries.longest_waiting(|e| e.ip == heaviest)?;
+            let victim = entries.longest_waiting_of_heaviest_ip()?;
             entries.remove(victim);
         }
         let id = entries.next_id;
@@ -243,13 +242,15 @@ impl Entries {
         self.open.iter().filter(|(_, e)| !e.busy && pick(e)).min_by_key(|(_, e)| e.waiting_since).map(|(id, _)| *id)
     }
 
-    /// The address holding the most connections among those with one that could be closed.
-    fn heaviest_waiting_ip(&self) -> Option<IpAddr> {
-        let mut waiting: HashMap<IpAddr, usize> = HashMap::new();
-        for entry in self.open.values().filter(|e| !e.busy) {
-            *waiting.entry(entry.ip).or_insert(0) += 1;
-        }
-        waiting.into_keys().max_by_key(|ip| self.per_ip.get(ip).copied().unwrap_or(0))
+    /// The idle connection of the address holding the most connections, the one that has
+    /// waited longest among them (ties between addresses too go to the longest waiting).
+    fn longest_waiting_of_heaviest_ip(&self) -> Option<u64> {
+        let held = |e: &Entry| self.per_ip.get(&e.ip).copied().unwrap_or(0);
+        self.open
+            .iter()
+            .filter(|(_, e)| !e.busy)
+            .max_by_key(|(_, e)| (held(e), std::cmp::Reverse(e.waiting_since)))
+            .map(|(id, _)| *id)
     }
 
     /// Forgets a connection (closing it if it is still open); a second call does nothing.
