@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use crate::board::{AccountState, Board, CollectorState, Credentials, PollFailure, PollRecord};
 use crate::config::{Collectors, KeySource};
 use crate::credentials::own_token_id;
+use crate::error_chain::Chain;
 use crate::gcore::{FetchError, GcoreClient, Reason};
 use crate::metrics::{AccountCounters, Metrics};
 use crate::secret::ApiKey;
@@ -90,12 +91,12 @@ impl AccountPoller {
         let deadline = started + self.timeout;
         let key = self.key.load();
         let outcome = match &key {
-            Err(e) => Err(PollFailure { reason: Reason::KeyError, message: e.to_string() }),
+            Err(e) => Err(PollFailure { reason: Reason::KeyError, message: Chain(e).to_string() }),
             Ok(key) => self
                 .client
                 .fetch_users(key, deadline, &|result| self.counters.request_finished(result))
                 .await
-                .map_err(|e| PollFailure { reason: e.reason(), message: e.to_string() }),
+                .map_err(|e| PollFailure { reason: e.reason(), message: Chain(&e).to_string() }),
         };
         let previous = self.board.get(self.index);
         let credentials = match (&outcome, &key) {
@@ -244,7 +245,7 @@ impl AccountPoller {
                 warn!(account = %self.name, collector, recheck_s = FORBIDDEN_RECHECK.as_secs(),
                     "the key may not read this (403 Forbidden; tokens need an administrator's key); collector paused, users are still polled");
             } else {
-                warn!(account = %self.name, collector, reason = error.reason().as_str(), error = %error,
+                warn!(account = %self.name, collector, reason = error.reason().as_str(), error = %Chain(error),
                     "collector failed; users are still polled");
             }
         }

@@ -54,7 +54,7 @@ impl GcoreClient {
     /// base; a base that cannot take them (not possible for a validated URL) fails the
     /// request rather than the process.
     fn endpoint(&self, path: &str) -> Result<Url, FetchError> {
-        self.base_url.join(path).map_err(|e| FetchError::Connect(format!("cannot build the URL of {path}: {e}")))
+        self.base_url.join(path).map_err(|e| FetchError::Connect(Box::new(e)))
     }
 
     /// Lists every user and returns their counts. `on_request` is told the result of every HTTP

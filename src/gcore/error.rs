@@ -119,8 +119,8 @@ pub enum FetchError {
     Redirect(u16),
     #[error("a request timed out, retries exhausted")]
     Timeout,
-    #[error("connection to the API failed: {0}")]
-    Connect(String),
+    #[error("connection to the API failed")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the page at offset {offset} is not a users page: {detail}")]
     Decode { offset: u64, detail: String },
     #[error("the {what} answer is not what the API documents: {detail}")]

@@ -15,7 +15,6 @@ use url::Url;
 use super::error::{FetchError, RequestResult};
 use super::retry::{RetryPolicy, is_retryable_status, retry_after};
 use crate::config::ClientSettings;
-use crate::error_chain::Chain;
 use crate::secret::ApiKey;
 
 const USER_AGENT: &str = concat!("gcore-iam-exporter/", env!("CARGO_PKG_VERSION"));
@@ -123,7 +122,7 @@ impl Transport {
                     }
                     let wait = self.retry.delay(retry, failure.retry_after);
                     debug!(path = url.path(), retry = retry + 1, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        error = %failure.error, "retrying");
+                        error = %crate::error_chain::Chain(&failure.error), "retrying");
                     tokio::time::sleep(wait).await;
                     retry += 1;
                 }
@@ -169,8 +168,8 @@ pub async fn read_body(response: reqwest::Response, limit: u64) -> Result<Bytes,
         Err(error) if error.is::<LengthLimitError>() => Err(FetchError::TooLarge(limit)),
         Err(error) => Err(match error.downcast::<reqwest::Error>() {
             Ok(error) if error.is_timeout() => FetchError::Timeout,
-            Ok(error) => FetchError::Connect(error_chain(&*error)),
-            Err(other) => FetchError::Connect(error_chain(&*other)),
+            Ok(error) => FetchError::Connect(error),
+            Err(other) => FetchError::Connect(other),
         }),
     }
 }
@@ -204,13 +203,8 @@ fn status_error(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Att
 
 /// Connection failures and timeouts are worth another try, as in the SDKs.
 fn transport_error(error: reqwest::Error) -> AttemptError {
-    let fetch_error = if error.is_timeout() { FetchError::Timeout } else { FetchError::Connect(error_chain(&error)) };
+    let fetch_error = if error.is_timeout() { FetchError::Timeout } else { FetchError::Connect(Box::new(error)) };
     AttemptError { error: fetch_error, retryable: true, retry_after: None }
-}
-
-/// reqwest keeps the useful part ("connection refused", "unexpected EOF") in its sources.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    Chain(error).to_string()
 }
 
 #[cfg(test)]
