@@ -153,6 +153,32 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any header value a server can send, numeric or not, reads without a panic, and the
+        /// wait it leads to is never longer than the policy allows.
+        #[test]
+        fn any_header_value_reads_without_panic(
+            name in prop::sample::select(vec!["retry-after", "retry-after-ms"]),
+            value in prop_oneof![
+                any::<f64>().prop_map(|f| f.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                "[0-9eE.+-]{1,40}",
+                "\\PC{0,60}",
+            ],
+        ) {
+            let Ok(value) = HeaderValue::from_str(&value) else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.insert(name, value);
+            let p = RetryPolicy::new(2);
+            for retry in [0, 1, 5, u32::MAX] {
+                let wait = p.delay(retry, retry_after(&h));
+                prop_assert!(wait <= p.max_retry_after.max(p.max_backoff));
+            }
+        }
+    }
+
     #[test]
     fn reasonable_retry_after_wins_unreasonable_is_ignored() {
         let p = RetryPolicy::new(2);
