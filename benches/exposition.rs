@@ -4,9 +4,6 @@
 //! `cargo bench --bench exposition`
 #![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
-#[path = "support/population.rs"]
-mod population;
-
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,6 +12,7 @@ use gcore_iam_exporter::board::{AccountState, Board, PollRecord};
 use gcore_iam_exporter::gcore::wire::parse_page;
 use gcore_iam_exporter::metrics::Metrics;
 use gcore_iam_exporter::snapshot::UserAggregator;
+use gcore_iam_testkit::population;
 
 fn bench(c: &mut Criterion) {
     let mut aggregator = UserAggregator::new();

@@ -4,12 +4,10 @@
 //! `cargo bench --bench poll`
 #![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
-#[path = "support/population.rs"]
-mod population;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gcore_iam_exporter::gcore::wire::parse_page;
 use gcore_iam_exporter::snapshot::UserAggregator;
+use gcore_iam_testkit::population;
 use serde::de::IgnoredAny;
 use std::hint::black_box;
 

@@ -1,7 +1,7 @@
 //! The other half of `scripts/bench-load`, so that the exporter is measured and not its
 //! surroundings:
 //!
-//! - `serve`: a Gcore IAM API serving N synthetic users (`benches/support/population.rs`) from
+//! - `serve`: a Gcore IAM API serving N synthetic users (`gcore_iam_testkit::population`) from
 //!   pages rendered once at start-up and held in memory, so a request costs a copy of bytes;
 //! - `download`: the reference for the poll: fetches the same pages with the exporter's own
 //!   HTTP client settings and page concurrency, reading every body and parsing none;
@@ -14,9 +14,6 @@
 //! cargo run --release --example bench_api -- startup --url http://127.0.0.1:19471 -- target/release/gcore-iam-exporter ...
 //! ```
 #![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
-
-#[path = "../benches/support/population.rs"]
-mod population;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -35,6 +32,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use gcore_iam_exporter::config::ClientSettings;
 use gcore_iam_exporter::gcore::{build_http_client, read_body};
+use gcore_iam_testkit::population;
 
 /// The exporter's default limit on one answer.
 const MAX_RESPONSE_BYTES: u64 = 16 << 20;

@@ -9,7 +9,6 @@ pub mod board;
 pub mod config;
 pub mod credentials;
 pub mod error_chain;
-pub mod fake_api;
 pub mod gcore;
 pub mod http;
 pub mod logging;
@@ -28,12 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::board::Board;
-use crate::config::{AccountConfig, Config, KeySource};
-use crate::fake_api::FakeApi;
+use crate::config::Config;
 use crate::gcore::{GcoreClient, build_http_client};
 use crate::metrics::Metrics;
 use crate::poller::{AccountPoller, ForbiddenUntil};
-use crate::secret::ApiKey;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -47,8 +44,22 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the demo API: {0}")]
     Demo(std::io::Error),
+    /// Built with `--no-default-features`: the fake API behind `--demo` is not linked.
+    #[error("--demo is not available: this binary was built without the `demo` feature")]
+    DemoNotBuilt,
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(reqwest::Error),
+}
+
+impl StartError {
+    /// The process exit code: 2 for a flag this build cannot honour (a configuration mistake,
+    /// like every other), 1 for a start-up failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::DemoNotBuilt => 2,
+            Self::Listen { .. } | Self::Demo(_) | Self::HttpClient(_) => 1,
+        }
+    }
 }
 
 /// A started exporter.
@@ -56,7 +67,8 @@ pub struct Running {
     /// Where /metrics is served (the real port when 0 was asked for).
     pub local_addr: SocketAddr,
     /// The built-in fake API, in demo mode.
-    pub demo_api: Option<(SocketAddr, FakeApi)>,
+    #[cfg(feature = "demo")]
+    pub demo_api: Option<(SocketAddr, gcore_iam_fake::FakeApi)>,
     task: JoinHandle<()>,
 }
 
@@ -69,17 +81,15 @@ impl Running {
 
 /// Starts the pollers and the HTTP server; they run until `shutdown` is cancelled.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    #[cfg(feature = "demo")]
     let (accounts, demo_api) = if config.demo {
-        let (addr, api) = start_demo_api(&shutdown).await?;
-        let account = AccountConfig {
-            name: config::DEMO_ACCOUNT.to_string(),
-            api_url: url::Url::parse(&format!("http://{addr}/")).expect("a socket address makes a URL"),
-            key: KeySource::Fixed(ApiKey::parse(DEMO_KEY).expect("the demo key is valid")),
-        };
-        (vec![account], Some((addr, api)))
+        let (addr, api) = demo::start_api(&shutdown).await?;
+        (vec![demo::account(addr)], Some((addr, api)))
     } else {
         (config.accounts.clone(), None)
     };
+    #[cfg(not(feature = "demo"))]
+    let accounts = if config.demo { return Err(StartError::DemoNotBuilt) } else { config.accounts.clone() };
 
     let board = Arc::new(Board::new(accounts.iter().map(|a| a.name.as_str())));
     let metrics = Arc::new(Metrics::new(board.clone(), config.poll_interval));
@@ -138,18 +148,48 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         info!("stopped");
     });
-    Ok(Running { local_addr, demo_api, task })
+    Ok(Running {
+        local_addr,
+        #[cfg(feature = "demo")]
+        demo_api,
+        task,
+    })
 }
 
-/// The key the demo account uses; it only opens the built-in fake API.
-const DEMO_KEY: &str = "42_demo0000000000000000000000000000";
+/// `--demo`: the built-in fake API (the `gcore-iam-fake` crate, without its test-only faults and
+/// request record) and the one account that polls it.
+#[cfg(feature = "demo")]
+mod demo {
+    use std::net::SocketAddr;
+    use std::time::Duration;
 
-async fn start_demo_api(shutdown: &CancellationToken) -> Result<(SocketAddr, FakeApi), StartError> {
-    let seed = 2026;
-    let api = FakeApi::demo(DEMO_KEY, seed);
-    let (addr, _task) = api.spawn(0, shutdown.clone()).await.map_err(StartError::Demo)?;
-    // Slow changes so that dashboards move: one every 20 seconds.
-    api.spawn_evolution(Duration::from_secs(20), seed, shutdown.clone());
-    info!(api = %addr, users = api.users().len(), "demo mode: built-in fake Gcore IAM API started");
-    Ok((addr, api))
+    use gcore_iam_fake::FakeApi;
+    use tokio_util::sync::CancellationToken;
+    use tracing::info;
+
+    use crate::StartError;
+    use crate::config::{self, AccountConfig, KeySource};
+    use crate::secret::ApiKey;
+
+    /// The key the demo account uses; it only opens the built-in fake API.
+    const DEMO_KEY: &str = "42_demo0000000000000000000000000000";
+
+    pub(crate) async fn start_api(shutdown: &CancellationToken) -> Result<(SocketAddr, FakeApi), StartError> {
+        let seed = 2026;
+        let api = FakeApi::demo(DEMO_KEY, seed);
+        let (addr, _task) = api.spawn(0, shutdown.clone()).await.map_err(StartError::Demo)?;
+        // Slow changes so that dashboards move: one every 20 seconds.
+        api.spawn_evolution(Duration::from_secs(20), seed, shutdown.clone());
+        info!(api = %addr, users = api.users().len(), "demo mode: built-in fake Gcore IAM API started");
+        Ok((addr, api))
+    }
+
+    /// The demo account, polling the fake API at `addr`.
+    pub(crate) fn account(addr: SocketAddr) -> AccountConfig {
+        AccountConfig {
+            name: config::DEMO_ACCOUNT.to_string(),
+            api_url: url::Url::parse(&format!("http://{addr}/")).expect("a socket address makes a URL"),
+            key: KeySource::Fixed(ApiKey::parse(DEMO_KEY).expect("the demo key is valid")),
+        }
+    }
 }

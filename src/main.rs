@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             Err(error) => {
                 tracing::error!(error = %Chain(&error), "cannot start");
                 eprintln!("gcore-iam-exporter: {}", Chain(&error));
-                ExitCode::FAILURE
+                ExitCode::from(error.exit_code())
             }
         }
     })

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::{Harness, account, config, fake_api, parse_exposition, series_count, sum};
-use gcore_iam_exporter::fake_api::{FakeApi, FakeUser, Fault};
+use gcore_iam_fake::{FakeApi, FakeUser, Fault};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "42_blackboxkey";

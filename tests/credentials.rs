@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Harness, Sample, account, config, fake_api, series_count, sum};
 use gcore_iam_exporter::config::Collectors;
-use gcore_iam_exporter::fake_api::{FakeAccount, FakeApi, FakeToken, FakeTokenIssuer, FakeUser};
+use gcore_iam_fake::{FakeAccount, FakeApi, FakeToken, FakeTokenIssuer, FakeUser};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "42_credentialskey";

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, Sample, account, config, fake_api, sum};
 use gcore_iam_exporter::config::{Config, KeySource};
-use gcore_iam_exporter::fake_api::{FakeApi, FakeUser, Fault};
+use gcore_iam_fake::{FakeApi, FakeUser, Fault};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 const KEY: &str = "42_faultskey";

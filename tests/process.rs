@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::child::ChildExporter;
 use common::{fake_api, parse_exposition, sum};
-use gcore_iam_exporter::fake_api::{FakeApi, FakeUser, Fault};
+use gcore_iam_fake::{FakeApi, FakeUser, Fault};
 use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gcore-iam-exporter");

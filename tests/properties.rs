@@ -3,7 +3,7 @@
 //! - `parse_page` never panics, on arbitrary bytes, arbitrary JSON, or a valid page spoiled by a
 //!   few mutations; a strict prefix of a page is never accepted (a truncated body counts no one);
 //!   whatever it accepts aggregates into a consistent snapshot;
-//! - it agrees with the serde reading it replaced (`support/serde_page_oracle.rs`) on every
+//! - it agrees with the serde reading it replaced (`gcore_iam_testkit::oracle`) on every
 //!   input above and on valid pages written every way JSON allows (whitespace, escapes, number
 //!   forms): both accept or both refuse, with the same counts;
 //! - a generated population (repeated ids, unknown and known label values, deleted users, flags
@@ -11,13 +11,11 @@
 //!   simple model computed here, with every label bounded and every series unique.
 #![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
 
-#[path = "support/serde_page_oracle.rs"]
-mod serde_page_oracle;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use gcore_iam_exporter::gcore::wire::{PageSummary, parse_page};
+use gcore_iam_testkit::oracle as serde_page_oracle;
 use gcore_iam_exporter::snapshot::{KNOWN_AUTH_TYPES, KNOWN_GROUPS, KNOWN_USER_TYPES, Snapshot, UserAggregator};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};

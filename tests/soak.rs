@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::child::ChildExporter;
 use common::{fake_api, parse_exposition, sum};
-use gcore_iam_exporter::fake_api::{FakeApi, Fault};
+use gcore_iam_fake::{FakeApi, Fault};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "42_soakkey";

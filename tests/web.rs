@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, account, config, fake_api};
 use gcore_iam_exporter::config::Config;
-use gcore_iam_exporter::fake_api::{FakeApi, FakeUser};
+use gcore_iam_fake::{FakeApi, FakeUser};
 use gcore_iam_exporter::http::web_config::WebConfig;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use tokio_util::sync::CancellationToken;

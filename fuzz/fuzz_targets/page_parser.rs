@@ -6,10 +6,8 @@
 
 use gcore_iam_exporter::gcore::wire::parse_page;
 use gcore_iam_exporter::snapshot::UserAggregator;
+use gcore_iam_testkit::oracle as serde_page_oracle;
 use libfuzzer_sys::fuzz_target;
-
-#[path = "../../tests/support/serde_page_oracle.rs"]
-mod serde_page_oracle;
 
 fuzz_target!(|data: &[u8]| {
     let mut aggregator = UserAggregator::new();

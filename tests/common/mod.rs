@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use gcore_iam_exporter::config::{AccountConfig, ClientSettings, Collectors, Config, KeySource, LogFormat};
-use gcore_iam_exporter::fake_api::FakeApi;
+use gcore_iam_fake::FakeApi;
 use gcore_iam_exporter::secret::ApiKey;
 use tokio_util::sync::CancellationToken;
 

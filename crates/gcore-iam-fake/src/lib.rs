@@ -3,23 +3,30 @@
 //!
 //! It keeps the contract of Gcore's OpenAPI for these endpoints: APIKey auth, the
 //! `limit`/`offset` envelope or the bare array, every field of `User`, `ClientBase` and
-//! `TokenResponse`. Tests script faults and read back the requests it received; demo mode lets a
-//! seeded population drift slowly.
+//! `TokenResponse`. Demo mode lets a seeded population drift slowly.
+//!
+//! With the `faults` feature (tests, benches and examples only; never the product) tests also
+//! script faults, down to a sabotaged socket, and read back every request the fake received.
+//! Without it the fake keeps no record of requests, so a demo that runs for days stays flat.
 
 mod account;
 mod demo;
 mod evolution;
+#[cfg(feature = "faults")]
 mod fault;
 mod handler;
 mod pagination;
 mod tokens;
+#[cfg(feature = "faults")]
 mod transport;
 mod user;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
+#[cfg(feature = "faults")]
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -29,22 +36,25 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use account::{FakeAccount, FakeToken, FakeTokenIssuer, rfc3339};
+#[cfg(feature = "faults")]
 pub use fault::Fault;
 pub use user::{
     ADMINISTRATORS, DEFAULT_CLIENT, ENGINEERS, FakeGroup, FakeUser, IAM_GROUPS, PURGE_API, PURGE_API_WEB, USERS,
 };
 
+#[cfg(feature = "faults")]
 use fault::FaultPlan;
 
 /// How long a stopping server waits for requests in flight (a scripted `Delay` may be long).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// The path of the users endpoint, as recorded in [`RecordedRequest::path`].
+/// The path of the users endpoint (the only one scripted faults apply to).
 pub const USERS_PATH: &str = "/iam/users";
 /// The path of the account endpoint.
 pub const ACCOUNT_PATH: &str = "/iam/clients/me";
 
 /// One request the fake received on one of its endpoints.
+#[cfg(feature = "faults")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {
     /// HTTP method, e.g. `GET`.
@@ -65,7 +75,8 @@ pub struct RecordedRequest {
 /// The fake IAM API. Clones share one state, so a test keeps a clone to script faults and
 /// change users, the account or the tokens while the server runs.
 ///
-/// A request to `/iam/users` is handled in this order:
+/// A request to `/iam/users` is handled in this order (faults and the record exist only with the
+/// `faults` feature):
 /// 1. it is recorded, whatever happens next;
 /// 2. a method other than GET gets 405 (no fault is consumed);
 /// 3. the next fault is taken: the first queued one, else the persistent one;
@@ -95,7 +106,10 @@ struct Shared {
     account: RwLock<FakeAccount>,
     tokens: RwLock<Arc<Vec<FakeToken>>>,
     tokens_forbidden: AtomicBool,
+    #[cfg(feature = "faults")]
     faults: Mutex<FaultPlan>,
+    /// Unbounded, hence test-only.
+    #[cfg(feature = "faults")]
     requests: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -110,7 +124,9 @@ impl FakeApi {
                 account: RwLock::new(FakeAccount::new(DEFAULT_CLIENT)),
                 tokens: RwLock::default(),
                 tokens_forbidden: AtomicBool::new(false),
+                #[cfg(feature = "faults")]
                 faults: Mutex::default(),
+                #[cfg(feature = "faults")]
                 requests: Mutex::default(),
             }),
         }
@@ -174,17 +190,20 @@ impl FakeApi {
         self.shared.tokens_forbidden.store(forbidden, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "faults")]
     /// Queues a fault: each queued fault is consumed by exactly one GET of `/iam/users`, FIFO.
     pub fn push_fault(&self, fault: Fault) {
         lock(&self.shared.faults).queue.push_back(fault);
     }
 
+    #[cfg(feature = "faults")]
     /// A fault applied to every GET of `/iam/users` while the queue is empty, until cleared
     /// with `None`.
     pub fn set_persistent_fault(&self, fault: Option<Fault>) {
         lock(&self.shared.faults).persistent = fault;
     }
 
+    #[cfg(feature = "faults")]
     /// Every request the fake received on any of its three endpoints, in order (the
     /// exporter's `gcore_iam_api_requests_total` counts the same). Paths the fake does not
     /// serve (404) are not recorded.
@@ -192,16 +211,19 @@ impl FakeApi {
         lock(&self.shared.requests).clone()
     }
 
+    #[cfg(feature = "faults")]
     /// How many requests the fake received on any of its three endpoints.
     pub fn request_count(&self) -> usize {
         lock(&self.shared.requests).len()
     }
 
+    #[cfg(feature = "faults")]
     /// The requests received on `/iam/users` only, in order.
     pub fn users_requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).iter().filter(|r| r.path == USERS_PATH).cloned().collect()
     }
 
+    #[cfg(feature = "faults")]
     /// How many requests the fake received on `/iam/users` (the only endpoint faults apply to).
     pub fn users_request_count(&self) -> usize {
         lock(&self.shared.requests).iter().filter(|r| r.path == USERS_PATH).count()
@@ -218,9 +240,15 @@ impl FakeApi {
     pub async fn spawn(&self, port: u16, shutdown: CancellationToken) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
         let addr = listener.local_addr()?;
-        let app = self.router().into_make_service_with_connect_info::<transport::Connection>();
-        let server = axum::serve(transport::FaultListener(listener), app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        // With faults, each socket is wrapped so that a handler can cut or reset it.
+        #[cfg(feature = "faults")]
+        let server = axum::serve(
+            transport::FaultListener(listener),
+            self.router().into_make_service_with_connect_info::<transport::Connection>(),
+        );
+        #[cfg(not(feature = "faults"))]
+        let server = axum::serve(listener, self.router());
+        let server = server.with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let task = tokio::spawn(async move {
             let deadline = async {
                 shutdown.cancelled().await;
@@ -289,10 +317,12 @@ impl FakeApi {
         issuer.or_else(|| self.snapshot().first().map(|u| u.id)).unwrap_or(0)
     }
 
+    #[cfg(feature = "faults")]
     fn next_fault(&self) -> Option<Fault> {
         lock(&self.shared.faults).next()
     }
 
+    #[cfg(feature = "faults")]
     fn record(&self, request: RecordedRequest) {
         lock(&self.shared.requests).push(request);
     }
@@ -309,15 +339,16 @@ impl FakeApi {
 /// Hand-written so that the key never reaches a log line.
 impl std::fmt::Debug for FakeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeApi")
-            .field("users", &self.snapshot().len())
-            .field("tokens", &self.token_snapshot().len())
-            .field("requests", &self.request_count())
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("FakeApi");
+        debug.field("users", &self.snapshot().len()).field("tokens", &self.token_snapshot().len());
+        #[cfg(feature = "faults")]
+        debug.field("requests", &self.request_count());
+        debug.finish_non_exhaustive()
     }
 }
 
 /// A panicking test must not turn every later request into a second panic.
+#[cfg(feature = "faults")]
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,10 +1,12 @@
 //! The HTTP face of the fake: `GET /iam/users`, `GET /iam/clients/me` and
 //! `GET /iam/v2/clients/{clientId}/tokens`, answering as the real API does and applying the
-//! scripted faults (to the users only) in the order documented on [`super::FakeApi`].
+//! scripted faults (to the users only, with the `faults` feature) in the order documented on
+//! [`super::FakeApi`].
 
 use axum::Router;
+#[cfg(feature = "faults")]
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,9 +14,10 @@ use axum::routing::any;
 
 use super::pagination::{self, BadQuery, PageRequest};
 use super::tokens::TokenQuery;
-use super::transport::Connection;
 use super::wire::{ACCOUNT_NOT_FOUND, Envelope, FORBIDDEN, NOT_AUTHENTICATED, WireAccount, WireToken};
-use super::{ACCOUNT_PATH, FakeApi, FakeUser, Fault, RecordedRequest, USERS_PATH};
+use super::{ACCOUNT_PATH, FakeApi, FakeUser, USERS_PATH};
+#[cfg(feature = "faults")]
+use super::{Fault, RecordedRequest, transport::Connection};
 
 /// The route of the tokens endpoint (v2; the deprecated v1 path is not served).
 const TOKENS_ROUTE: &str = "/iam/v2/clients/{client_id}/tokens";
@@ -29,10 +32,12 @@ pub(crate) fn router(api: FakeApi) -> Router {
         .with_state(api)
 }
 
-/// Records the request; returns whether it carried the right key.
+/// Records the request (with the `faults` feature; otherwise nothing is kept); returns whether
+/// it carried the right key.
 fn record(api: &FakeApi, parts: &Parts) -> bool {
     let authorization = header_text(&parts.headers, header::AUTHORIZATION);
     let authorized = authorization.as_deref().is_some_and(|value| api.accepts(value));
+    #[cfg(feature = "faults")]
     api.record(RecordedRequest {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -105,7 +110,27 @@ async fn tokens(State(api): State<FakeApi>, Path(client_id): Path<String>, reque
     serialized(&listed)
 }
 
+/// The users endpoint of the demo: no faults to apply.
+#[cfg(not(feature = "faults"))]
 async fn users(State(api): State<FakeApi>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let authorized = record(&api, &parts);
+    if parts.method != Method::GET {
+        return method_not_allowed(&parts.method);
+    }
+    if !authorized {
+        return unauthorized();
+    }
+    match PageRequest::parse(&parts.uri) {
+        Ok(page) => list(&api.snapshot(), page, Shape::default()),
+        Err(BadQuery(body)) => json(StatusCode::BAD_REQUEST, &body.to_string()),
+    }
+}
+
+#[cfg(feature = "faults")]
+async fn users(State(api): State<FakeApi>, request: Request) -> Response {
+    use axum::extract::ConnectInfo;
+
     let (parts, _body) = request.into_parts();
     let authorized = record(&api, &parts);
 
@@ -125,7 +150,7 @@ async fn users(State(api): State<FakeApi>, request: Request) -> Response {
         unauthorized()
     } else {
         match PageRequest::parse(&parts.uri) {
-            Ok(page) => list(&api.snapshot(), page, fault.as_ref()),
+            Ok(page) => list(&api.snapshot(), page, fault.as_ref().map(Fault::shape).unwrap_or_default()),
             Err(BadQuery(body)) => json(StatusCode::BAD_REQUEST, &body.to_string()),
         }
     };
@@ -150,41 +175,47 @@ async fn users(State(api): State<FakeApi>, request: Request) -> Response {
     }
 }
 
+/// How a page-shaping fault bends the 200 answer; the default is the honest answer, the only
+/// one served without the `faults` feature.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Shape {
+    /// Users on the page, whatever `limit` asked for.
+    pub page_size: Option<usize>,
+    /// No users on the page (nor in the bare array).
+    pub empty: bool,
+    /// The list's first user sent again, first on the page.
+    pub duplicate_first: bool,
+    /// Added to the true `count`.
+    pub count_delta: i64,
+}
+
 /// The 200 answer: the envelope when `limit` is given, else the bare array of everyone.
-fn list(users: &[FakeUser], page: PageRequest, fault: Option<&Fault>) -> Response {
+fn list(users: &[FakeUser], page: PageRequest, shape: Shape) -> Response {
     let total = users.len();
     let body = match page.limit {
         Some(limit) => {
-            let size = match fault {
-                Some(Fault::OversizedPage(size)) => *size,
-                _ => limit,
+            let size = shape.page_size.unwrap_or(limit);
+            let mut results: Vec<&FakeUser> = if shape.empty {
+                Vec::new()
+            } else {
+                users[pagination::page_range(total, page.offset, size)].iter().collect()
             };
-            let mut results: Vec<&FakeUser> = match fault {
-                Some(Fault::EmptyPage) => Vec::new(),
-                _ => users[pagination::page_range(total, page.offset, size)].iter().collect(),
-            };
-            if let (Some(Fault::DuplicateFirstUser), Some(first)) = (fault, users.first()) {
+            if let (true, Some(first)) = (shape.duplicate_first, users.first()) {
                 results.insert(0, first);
             }
-            let delta = match fault {
-                Some(Fault::CountDelta(delta)) => *delta,
-                _ => 0,
-            };
             serde_json::to_vec(&Envelope {
-                count: i64::try_from(total).unwrap_or(i64::MAX).saturating_add(delta),
+                count: i64::try_from(total).unwrap_or(i64::MAX).saturating_add(shape.count_delta),
                 next: pagination::next_link(total, page.offset, limit),
                 previous: pagination::previous_link(total, page.offset, limit),
                 results,
             })
         }
-        // Unpaginated, only the faults that make sense for a bare array apply.
-        None => match fault {
-            Some(Fault::EmptyPage) => Ok(b"[]".to_vec()),
-            Some(Fault::DuplicateFirstUser) => {
-                serde_json::to_vec(&users.first().into_iter().chain(users).collect::<Vec<_>>())
-            }
-            _ => serde_json::to_vec(users),
-        },
+        // Unpaginated, only the shapes that make sense for a bare array apply.
+        None if shape.empty => Ok(b"[]".to_vec()),
+        None if shape.duplicate_first => {
+            serde_json::to_vec(&users.first().into_iter().chain(users).collect::<Vec<_>>())
+        }
+        None => serde_json::to_vec(users),
     };
     match body {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -210,6 +241,7 @@ fn serialized(body: &impl serde::Serialize) -> Response {
 /// Half of `answer`'s body under a Content-Length announcing all of it. The stream hides the
 /// real length from hyper, which then trusts the header (and, ending short of it, drops the
 /// connection); an in-process caller simply reads fewer bytes than announced.
+#[cfg(feature = "faults")]
 async fn truncate(answer: Response) -> Response {
     let (mut parts, body) = answer.into_parts();
     let full = to_bytes(body, usize::MAX).await.unwrap_or_default();
@@ -219,6 +251,7 @@ async fn truncate(answer: Response) -> Response {
 }
 
 /// An answer whose promised body never comes: hyper drops the connection without sending it.
+#[cfg(feature = "faults")]
 fn reset() -> Response {
     let mut response = Response::new(Body::from_stream(Body::empty().into_data_stream()));
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(1_u32));

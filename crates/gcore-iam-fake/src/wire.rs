@@ -240,7 +240,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::fake_api::user::ADMINISTRATORS;
+    use crate::user::ADMINISTRATORS;
 
     #[test]
     fn user_has_every_field_of_the_openapi_schema() {
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn token_has_every_field_of_token_response() {
-        use crate::fake_api::account::FakeTokenIssuer;
+        use crate::account::FakeTokenIssuer;
         let token = FakeToken::new(42, "ci")
             .description("deploys")
             .exp_date(Some("2030-01-01T00:00:00.000000Z"))

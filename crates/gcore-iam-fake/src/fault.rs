@@ -8,6 +8,8 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::handler::Shape;
+
 /// A fault the next request(s) to `/iam/users` will suffer, scripted by tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -61,6 +63,23 @@ impl Fault {
             status: 429,
             headers: vec![("Retry-After".to_owned(), retry_after_secs.to_string())],
             body: r#"{"detail": "Request was throttled."}"#.to_owned(),
+        }
+    }
+
+    /// How the fault bends a 200 list of users (the default shape for the other faults).
+    pub(crate) fn shape(&self) -> Shape {
+        match self {
+            Self::OversizedPage(size) => Shape { page_size: Some(*size), ..Shape::default() },
+            Self::EmptyPage => Shape { empty: true, ..Shape::default() },
+            Self::DuplicateFirstUser => Shape { duplicate_first: true, ..Shape::default() },
+            Self::CountDelta(delta) => Shape { count_delta: *delta, ..Shape::default() },
+            Self::Delay(_)
+            | Self::Status { .. }
+            | Self::MalformedJson
+            | Self::HtmlOk
+            | Self::TruncatedBody
+            | Self::ConnectionReset
+            | Self::RedirectTo(_) => Shape::default(),
         }
     }
 

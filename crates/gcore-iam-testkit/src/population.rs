@@ -3,9 +3,7 @@
 //! `User`, ~560 bytes of JSON each), with the proportions of the demo account, drawn from a
 //! fixed seed so that every run serves the same bytes.
 
-#![allow(dead_code)] // each including target uses a different part
-
-use gcore_iam_exporter::fake_api::{FakeUser, IAM_GROUPS};
+use gcore_iam_fake::{FakeUser, IAM_GROUPS};
 use serde::Serialize;
 
 const FIRST_NAMES: [&str; 8] = ["Alice", "Bruno", "Chen", "Dana", "Emil", "Farah", "Ivan", "Priya"];

@@ -1,14 +1,15 @@
 //! The slow drift of the demo account, as a pure step so tests can run thousands of them
 //! without a clock.
 //!
-//! The demo promises findings (an administrator without 2FA, a pending invitation); a change
-//! that would erase the last one of them is never drawn, so the dashboards never go blank.
+//! The demo promises findings (an administrator without 2FA, a pending invitation; counted in
+//! `demo.rs`, which this module builds on and which knows nothing of it); a change that would
+//! erase the last one of them is never drawn, so the dashboards never go blank.
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use super::demo;
-use super::user::{ADMINISTRATORS, FakeGroup, FakeUser, IAM_GROUPS};
+use super::demo::{self, admins_without_2fa, is_admin_without_2fa, is_not_activated, not_activated};
+use super::user::{FakeGroup, FakeUser, IAM_GROUPS};
 
 /// What one step did, for the debug log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,16 +19,6 @@ pub(crate) enum Change {
     TwoFa { id: u64, on: bool },
     Deleted { id: u64 },
     JoinedGroup { id: u64, group: u64 },
-}
-
-/// Non-deleted administrators without two-step verification.
-pub(crate) fn admins_without_2fa(users: &[FakeUser]) -> usize {
-    users.iter().filter(|u| is_admin_without_2fa(u)).count()
-}
-
-/// Non-deleted users who have not confirmed their email.
-pub(crate) fn not_activated(users: &[FakeUser]) -> usize {
-    users.iter().filter(|u| is_not_activated(u)).count()
 }
 
 /// Applies one random change. An invitation is always possible, so it is the fallback when
@@ -109,14 +100,6 @@ fn choose_mut<'a>(
     Some(&mut users[i])
 }
 
-fn is_admin_without_2fa(user: &FakeUser) -> bool {
-    !user.deleted && !user.two_fa && user.is_in_group(ADMINISTRATORS)
-}
-
-fn is_not_activated(user: &FakeUser) -> bool {
-    !user.deleted && !user.activated
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -125,6 +108,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
+    use crate::user::ADMINISTRATORS;
 
     #[test]
     fn five_hundred_steps_keep_the_findings_and_do_every_kind_of_change() {

@@ -67,7 +67,7 @@ impl TokenQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake_api::account::FakeTokenIssuer;
+    use crate::account::FakeTokenIssuer;
 
     fn parse(q: &str) -> Result<TokenQuery, BadQuery> {
         TokenQuery::parse(&format!("/iam/v2/clients/1/tokens?{q}").parse().unwrap())
