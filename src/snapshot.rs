@@ -27,7 +27,8 @@ pub const KNOWN_USER_TYPES: [&str; 3] = ["common", "reseller", "seller"];
 /// The auth types of the API contract.
 pub const KNOWN_AUTH_TYPES: [&str; 4] = ["password", "sso", "github", "google-oauth2"];
 
-/// The groups of the API contract, by id.
+/// The groups of the API contract, by id. The fake API (`gcore-iam-fake`) keeps its own copy
+/// (the product does not depend on its test kit); `tests/contract.rs` keeps the two equal.
 pub const KNOWN_GROUPS: [(u64, &str); 5] = [
     (1, "Administrators"),
     (2, "Users"),

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use gcore_iam_exporter::gcore::wire::{PageSummary, parse_page};
-use gcore_iam_testkit::oracle as serde_page_oracle;
 use gcore_iam_exporter::snapshot::{KNOWN_AUTH_TYPES, KNOWN_GROUPS, KNOWN_USER_TYPES, Snapshot, UserAggregator};
+use gcore_iam_testkit::oracle as serde_page_oracle;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, account, config, fake_api};
 use gcore_iam_exporter::config::Config;
-use gcore_iam_fake::{FakeApi, FakeUser};
 use gcore_iam_exporter::http::web_config::WebConfig;
+use gcore_iam_fake::{FakeApi, FakeUser};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use tokio_util::sync::CancellationToken;
 

@@ -12,8 +12,8 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use gcore_iam_exporter::config::{AccountConfig, ClientSettings, Collectors, Config, KeySource, LogFormat};
-use gcore_iam_fake::FakeApi;
 use gcore_iam_exporter::secret::ApiKey;
+use gcore_iam_fake::FakeApi;
 use tokio_util::sync::CancellationToken;
 
 /// One sample of the text exposition.

@@ -1,6 +1,8 @@
 //! The users the fake API stores, and builders that let a test say only what matters to it.
 
-/// The five groups Gcore IAM knows, as `(id, name)`; ids and names are fixed by the API.
+/// The five groups Gcore IAM knows, as `(id, name)`; ids and names are fixed by the API. The
+/// exporter keeps its own copy (`snapshot::KNOWN_GROUPS`: it cannot depend on this crate
+/// beyond `--demo`); the exporter's `tests/contract.rs` keeps the two equal.
 pub const IAM_GROUPS: [(u64, &str); 5] = [
     (ADMINISTRATORS, "Administrators"),
     (USERS, "Users"),
