@@ -290,29 +290,31 @@ async fn many_pages_concurrently_give_exact_counts() {
     assert_eq!(requests, [RequestResult::Ok; 101]);
 }
 
-/// Answers pages after a delay, and records the most requests it ever had in flight.
+/// Answers pages after a delay, and records when each request arrived.
 struct SlowPages {
     count: u64,
-    in_flight: std::sync::Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
 }
+
+/// How long every page is held back.
+const SLOW_PAGE_DELAY: Duration = Duration::from_millis(50);
 
 impl Respond for SlowPages {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        use std::sync::atomic::Ordering::SeqCst;
         let offset: u64 = query(request, "offset");
         let limit: u64 = query(request, "limit");
-        let now = self.in_flight.0.fetch_add(1, SeqCst) + 1;
-        self.in_flight.1.fetch_max(now, SeqCst);
-        // wiremock computes the answer before its delay: count the request as in flight for
-        // a while on a side thread.
-        let gauge = self.in_flight.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(40));
-            gauge.0.fetch_sub(1, SeqCst);
-        });
+        self.arrivals.lock().unwrap().push(std::time::Instant::now());
         let ids = offset + 1..=(offset + limit).min(self.count);
-        ResponseTemplate::new(200).set_body_json(page(self.count, ids)).set_delay(Duration::from_millis(50))
+        ResponseTemplate::new(200).set_body_json(page(self.count, ids)).set_delay(SLOW_PAGE_DELAY)
     }
+}
+
+/// The most requests that were certainly in flight at once: wiremock answers a request no
+/// sooner than `SLOW_PAGE_DELAY` after it arrived, so requests that arrived within that window
+/// of each other overlapped, however slow the machine. (A gauge lowered by a timer instead
+/// overcounted on a loaded machine, where the timer fired late.)
+fn most_certainly_in_flight(arrivals: &[std::time::Instant]) -> usize {
+    arrivals.iter().map(|&t| arrivals.iter().filter(|&&u| u <= t && t < u + SLOW_PAGE_DELAY).count()).max().unwrap_or(0)
 }
 
 fn query(request: &Request, name: &str) -> u64 {
@@ -322,17 +324,17 @@ fn query(request: &Request, name: &str) -> u64 {
 #[tokio::test]
 async fn at_most_concurrency_pages_are_in_flight() {
     let server = MockServer::start().await;
-    let gauge = std::sync::Arc::new(Default::default());
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     Mock::given(path("/iam/users"))
-        .respond_with(SlowPages { count: 200, in_flight: std::sync::Arc::clone(&gauge) })
+        .respond_with(SlowPages { count: 200, arrivals: std::sync::Arc::clone(&arrivals) })
         .expect(20)
         .mount(&server)
         .await;
     let (r, _) = poll(&concurrent_client(&server, 10, 4)).await;
     assert_eq!(r.unwrap().active_users, 200);
-    // The gauge undercounts (a request leaves it before its answer leaves the server), so it
-    // can only show that requests overlapped, and that never more than 4 did.
-    let most = gauge.1.load(std::sync::atomic::Ordering::SeqCst);
+    // A lower bound of the requests in flight: it shows that requests overlapped, and that
+    // never more than 4 did.
+    let most = most_certainly_in_flight(&arrivals.lock().unwrap());
     assert!((2..=4).contains(&most), "at most 4 requests in flight, saw {most}");
 }
 

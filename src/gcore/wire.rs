@@ -8,7 +8,7 @@
 //! serde_json the page cost twice what serde_json needs merely to skip the same bytes. The
 //! scanner accepts and rejects exactly what the serde reading did (strict JSON, serde_json's
 //! nesting limit, UTF-8 checked in every key and every string it keeps). That serde reading is
-//! kept in `tests/support/serde_page_oracle.rs`: the property tests and the fuzz target compare
+//! kept in `crates/gcore-iam-testkit/src/oracle.rs`: the property tests and the fuzz target compare
 //! the two on every input they make.
 //!
 //! Tolerated, as the real API and its SDKs require: the `{count, next, previous, results}`
