@@ -106,7 +106,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let name: Arc<str> = Arc::from(account.name.as_str());
         let poller = AccountPoller {
             index,
-            counters: metrics.account_counters(&name),
+            counters: metrics.account_counters(index),
             name,
             client: GcoreClient::new(http.clone(), &account.api_url, &config.client),
             key: account.key,
