@@ -113,7 +113,8 @@ impl Assembler {
             plain.extend_from_slice(&unit.segment.plain[..start]);
             plain.extend_from_slice(new.as_bytes());
             plain.extend_from_slice(&unit.segment.plain[unit.ends[within]..]);
-            let ends = unit.ends.iter().enumerate().map(|(i, &e)| if i < within { e } else { (e as isize + delta) as usize });
+            let ends =
+                unit.ends.iter().enumerate().map(|(i, &e)| if i < within { e } else { (e as isize + delta) as usize });
             let ends = ends.collect();
             let dictionary = self.dictionary(family, group);
             let segment = compress(&mut self.compressor, plain.freeze(), &dictionary);

@@ -118,9 +118,9 @@ pub(super) const FAMILIES: [&str; 22] = [
 
 /// The index in [`FAMILIES`] of a family name as an encoder wrote it.
 pub(super) fn family_index(written: &str) -> Option<usize> {
-    FAMILIES.iter().position(|base| {
-        written.strip_prefix(base).is_some_and(|rest| matches!(rest, "" | "_total" | "_seconds"))
-    })
+    FAMILIES
+        .iter()
+        .position(|base| written.strip_prefix(base).is_some_and(|rest| matches!(rest, "" | "_total" | "_seconds")))
 }
 
 /// Encodes the families of `accounts` (in their order) and, with `build_info`, the exporter's

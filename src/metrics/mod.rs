@@ -195,7 +195,8 @@ impl Metrics {
             if parts.encoded[index].as_ref().is_some_and(|old| Arc::ptr_eq(old, &state)) {
                 continue;
             }
-            let (text, openmetrics) = encode(&registry_of(vec![(state.clone(), self.counters[index].clone())], false, self.poll_interval));
+            let (text, openmetrics) =
+                encode(&registry_of(vec![(state.clone(), self.counters[index].clone())], false, self.poll_interval));
             parts.text.set(index + 1, &text);
             parts.openmetrics.set(index + 1, &openmetrics);
             parts.encoded[index] = Some(state);
@@ -241,7 +242,8 @@ fn encode(registry: &Registry) -> (String, String) {
     // Writing into a String cannot fail; an error here would be a bug in the collector.
     prometheus_client::encoding::prometheus_text::encode(&mut text, registry)
         .expect("encoding into a String does not fail");
-    prometheus_client::encoding::text::encode(&mut openmetrics, registry).expect("encoding into a String does not fail");
+    prometheus_client::encoding::text::encode(&mut openmetrics, registry)
+        .expect("encoding into a String does not fail");
     (text, openmetrics)
 }
 

@@ -54,10 +54,8 @@ fn tokens(seed: u64) -> TokenSnapshot {
 fn state(name: &str, seed: u64, step: u64) -> AccountState {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + step);
     let ok = PollRecord { finished_at: at, duration: Duration::from_millis(10 + seed), failure: None };
-    let failed = PollRecord {
-        failure: Some(PollFailure { reason: Reason::ServerError, message: "503".into() }),
-        ..ok.clone()
-    };
+    let failed =
+        PollRecord { failure: Some(PollFailure { reason: Reason::ServerError, message: "503".into() }), ..ok.clone() };
     let name: Arc<str> = Arc::from(name);
     let blank = AccountState {
         name: name.clone(),
