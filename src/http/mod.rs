@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -77,8 +77,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     response
 }
 
-async fn landing_page(State(state): State<AppState>) -> Html<String> {
-    Html(landing::render(&state.telemetry_path, &state.board.all()))
+/// `/?accounts=all` lists every account; by default the page shows the first rows only.
+async fn landing_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Html<String> {
+    let all = query.is_some_and(|q| q.split('&').any(|pair| pair == "accounts=all"));
+    Html(landing::render(&state.telemetry_path, &state.board.all(), all))
 }
 
 async fn healthy() -> &'static str {
