@@ -1,9 +1,9 @@
 //! gcore-iam-exporter: polls the users of Gcore accounts through the IAM API and serves them
 //! as Prometheus metrics.
 //!
-//! Wiring: [`gcore::GcoreClient`] → [`poller::AccountPoller`] → [`board::Board`] (immutable
-//! snapshots) → [`metrics::Metrics`] (encoded once per poll) → [`http::app`]; one
-//! [`CancellationToken`] stops them all.
+//! Wiring: [`gcore::GcoreClient`] → [`poller::AccountPoller`] (scheduled by [`schedule`]) →
+//! [`board::Board`] (immutable snapshots) → [`metrics::Metrics`] (each account's part encoded
+//! once per poll) → [`http::app`]; one [`CancellationToken`] stops them all.
 
 pub mod board;
 pub mod config;

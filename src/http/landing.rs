@@ -140,7 +140,8 @@ mod tests {
     use crate::gcore::Reason;
 
     fn account(name: &str, standing: Standing) -> Arc<AccountState> {
-        let record = |failure| PollRecord { finished_at: SystemTime::now(), duration: Duration::from_millis(5), failure };
+        let record =
+            |failure| PollRecord { finished_at: SystemTime::now(), duration: Duration::from_millis(5), failure };
         Arc::new(AccountState {
             name: Arc::from(name),
             snapshot: None,
@@ -163,13 +164,17 @@ mod tests {
         accounts[900] = account("broken-two", Standing::Down);
         accounts[10] = account("waiting", Standing::Pending);
         let page = render("/metrics", &accounts, false);
-        assert!(page.contains("1000 accounts: <span class=\"up\">997 up</span>, <span class=\"down\">2 down</span>, 1 first poll running."));
+        assert!(page.contains(
+            "1000 accounts: <span class=\"up\">997 up</span>, <span class=\"down\">2 down</span>, 1 first poll running."
+        ));
         let position = |name: &str| page.find(&format!("<td>{name}</td>")).unwrap_or_else(|| panic!("{name} missing"));
         assert!(position("broken-one") < position("broken-two"));
         assert!(position("broken-two") < position("waiting"));
         assert!(position("waiting") < position("healthy-0000"));
         assert_eq!(page.matches("<tr><td>").count(), DEFAULT_ROWS);
-        assert!(page.contains("950 more accounts not shown (950 of them up)") && page.contains("href=\"/?accounts=all\""));
+        assert!(
+            page.contains("950 more accounts not shown (950 of them up)") && page.contains("href=\"/?accounts=all\"")
+        );
 
         let everything = render("/metrics", &accounts, true);
         assert_eq!(everything.matches("<tr><td>").count(), 1000);

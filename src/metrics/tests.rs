@@ -125,8 +125,9 @@ fn assert_adds_up(metrics: &Metrics, context: &str) {
 
 #[test]
 fn parts_add_up_to_the_whole_encoding_as_accounts_change() {
-    // 37 accounts: several groups and a partial last one.
-    let names: Vec<String> = (0..37).map(|i| format!("account-{i:02}")).collect();
+    // Several groups of accounts (units chain their dictionaries) and a partial last one.
+    let count = assembly::GROUP * 2 + 5;
+    let names: Vec<String> = (0..count).map(|i| format!("account-{i:03}")).collect();
     let board = Arc::new(Board::new(names.iter().map(String::as_str)));
     let metrics = Metrics::new(board.clone(), Duration::from_secs(300));
     assert_adds_up(&metrics, "nothing polled yet");
