@@ -19,9 +19,9 @@ fn snapshot(seed: u64, users: u64) -> crate::snapshot::Snapshot {
             let r = seed.wrapping_mul(31).wrapping_add(i * 7);
             FakeUser::new(1000 + i)
                 .groups(&[IAM_GROUPS[(r % 5) as usize]])
-                .two_fa(r % 3 == 0)
-                .activated(r % 4 != 0)
-                .deleted(r % 17 == 0)
+                .two_fa(r.is_multiple_of(3))
+                .activated(!r.is_multiple_of(4))
+                .deleted(r.is_multiple_of(17))
         })
         .collect();
     let page = serde_json::json!({ "count": users, "next": null, "previous": null, "results": results });
@@ -45,7 +45,7 @@ fn tokens(seed: u64) -> TokenSnapshot {
                 used_by_exporter: i == 0,
             })
             .collect(),
-        counts: vec![TokenCount { role, expired: false, never_expires: seed % 2 == 0, tokens: seed % 3 }],
+        counts: vec![TokenCount { role, expired: false, never_expires: seed.is_multiple_of(2), tokens: seed % 3 }],
     }
 }
 
@@ -91,7 +91,7 @@ fn state(name: &str, seed: u64, step: u64) -> AccountState {
                 })),
                 tokens: Some(Arc::new(tokens(seed + step))),
                 account_state: Some(CollectorState::Ok),
-                tokens_state: Some(if step % 2 == 0 { CollectorState::Ok } else { CollectorState::Forbidden }),
+                tokens_state: Some(if step.is_multiple_of(2) { CollectorState::Ok } else { CollectorState::Forbidden }),
             },
             ..blank
         },
@@ -134,7 +134,7 @@ fn parts_add_up_to_the_whole_encoding_as_accounts_change() {
     for step in 0..12u64 {
         // A different handful of accounts finishes a poll at each step, as in a running exporter.
         for (i, name) in names.iter().enumerate() {
-            if (i as u64 * 7 + step) % 4 == 0 {
+            if (i as u64 * 7 + step).is_multiple_of(4) {
                 board.publish(i, state(name, i as u64, step));
                 metrics.account_counters(i).poll_finished((step % 3 == 0).then_some(Reason::Deadline));
                 metrics.account_counters(i).request_finished(RequestResult::Ok);
