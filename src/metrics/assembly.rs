@@ -79,6 +79,8 @@ pub(super) struct Assembler {
     headers: Vec<Option<Segment>>,
     /// `[family][group]`.
     units: Vec<Vec<Unit>>,
+    /// `[family][group]`: changed since the last flush, so its compressed segment is stale.
+    dirty: Vec<Vec<bool>>,
     /// Written after the families (OpenMetrics' `# EOF`).
     trailer: Option<Segment>,
     compressor: Compress,
@@ -95,14 +97,16 @@ impl Assembler {
             slots,
             headers: vec![None; FAMILIES.len()],
             units: (0..FAMILIES.len()).map(|_| (0..groups).map(unit).collect()).collect(),
+            dirty: vec![vec![false; groups]; FAMILIES.len()],
             trailer,
             compressor,
         }
     }
 
     /// Replaces the part of `slot` with `encoded`: what an encoder wrote for that slot alone
-    /// (its own headers included, which are checked and dropped).
-    pub fn set(&mut self, slot: usize, encoded: &str) {
+    /// (its own headers included, which are checked and dropped). The changed units are only
+    /// marked: [`Assembler::flush`] compresses each of them once, however many slots changed.
+    pub fn update(&mut self, slot: usize, encoded: &str) {
         assert!(slot < self.slots, "slot {slot} of {}", self.slots);
         let samples = self.split(encoded);
         let (group, within) = (slot / GROUP, slot % GROUP);
@@ -121,16 +125,25 @@ impl Assembler {
             let ends =
                 unit.ends.iter().enumerate().map(|(i, &e)| if i < within { e } else { (e as isize + delta) as usize });
             let ends = ends.collect();
-            let dictionary = self.dictionary(family, group);
-            let segment = compress(&mut self.compressor, plain.freeze(), &dictionary);
-            self.units[family][group] = Unit { segment, ends };
+            self.units[family][group] = Unit { segment: Segment { plain: plain.freeze(), ..Segment::default() }, ends };
+            self.dirty[family][group] = true;
             // The next unit was compressed against the bytes that just changed.
-            if let Some(next) = self.units[family].get(group + 1)
-                && !next.segment.plain.is_empty()
-            {
-                let plain = next.segment.plain.clone();
-                let dictionary = self.units[family][group].segment.plain.clone();
-                self.units[family][group + 1].segment = compress(&mut self.compressor, plain, &dictionary);
+            if group + 1 < self.dirty[family].len() {
+                self.dirty[family][group + 1] = true;
+            }
+        }
+    }
+
+    /// Compresses every unit changed since the last flush, each against the bytes before it.
+    pub fn flush(&mut self) {
+        for family in 0..self.units.len() {
+            for group in 0..self.units[family].len() {
+                if !std::mem::take(&mut self.dirty[family][group]) {
+                    continue;
+                }
+                let dictionary = self.dictionary(family, group);
+                let plain = self.units[family][group].segment.plain.clone();
+                self.units[family][group].segment = compress(&mut self.compressor, plain, &dictionary);
             }
         }
     }
@@ -172,7 +185,7 @@ impl Assembler {
         samples
     }
 
-    /// The whole body as it stands: a list of references for the plain body, one copy of the
+    /// The whole body as it stands (after [`Assembler::flush`]): a list of references for the plain body, one copy of the
     /// compressed segments for the gzip body.
     pub fn assemble(&self) -> Assembled {
         let mut plain = Vec::new();

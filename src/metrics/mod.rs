@@ -162,8 +162,8 @@ impl Metrics {
             encoded: vec![None; board.len()],
         };
         let (text, openmetrics) = encode(&registry_of(Vec::new(), true, poll_interval));
-        parts.text.set(0, &text);
-        parts.openmetrics.set(0, &openmetrics);
+        parts.text.update(0, &text);
+        parts.openmetrics.update(0, &openmetrics);
         let metrics = Metrics {
             counters: (0..board.len()).map(|_| AccountCounters::new()).collect(),
             board,
@@ -197,10 +197,12 @@ impl Metrics {
             }
             let (text, openmetrics) =
                 encode(&registry_of(vec![(state.clone(), self.counters[index].clone())], false, self.poll_interval));
-            parts.text.set(index + 1, &text);
-            parts.openmetrics.set(index + 1, &openmetrics);
+            parts.text.update(index + 1, &text);
+            parts.openmetrics.update(index + 1, &openmetrics);
             parts.encoded[index] = Some(state);
         }
+        parts.text.flush();
+        parts.openmetrics.flush();
         let (text, openmetrics) = (parts.text.assemble(), parts.openmetrics.assemble());
         self.exposition.store(Arc::new(Exposition {
             text: text.plain,
