@@ -5,9 +5,6 @@
 //!
 //! `cargo bench --bench publish`
 
-#[path = "support/population.rs"]
-mod population;
-
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,6 +17,7 @@ use gcore_iam_exporter::gcore::RequestResult;
 use gcore_iam_exporter::gcore::wire::parse_page;
 use gcore_iam_exporter::metrics::Metrics;
 use gcore_iam_exporter::snapshot::{Snapshot, UserAggregator};
+use gcore_iam_testkit::population;
 
 const USERS: u64 = 100;
 

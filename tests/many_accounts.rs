@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::routing::get;
 use common::{Harness, account, config, fake_api, sum, up_count};
-use gcore_iam_exporter::fake_api::FakeApi;
+use gcore_iam_fake::FakeApi;
 use tokio_util::sync::CancellationToken;
 
 /// An upstream that answers every users request with an empty account after `delay`,

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use super::*;
 use crate::board::{AccountState, Board, CollectorState, Credentials, PollFailure, PollRecord};
 use crate::credentials::{AccountInfo, TokenCount, TokenSeries, TokenSnapshot};
-use crate::fake_api::{FakeUser, IAM_GROUPS};
 use crate::gcore::wire::parse_page;
 use crate::snapshot::UserAggregator;
+use gcore_iam_fake::{FakeUser, IAM_GROUPS};
 
 fn snapshot(seed: u64, users: u64) -> crate::snapshot::Snapshot {
     let results: Vec<FakeUser> = (0..users)
