@@ -1,5 +1,5 @@
-//! Encoding the exposition once per poll (`Metrics::refresh`: text and OpenMetrics, each also
-//! gzip-compressed) for one account with a full snapshot.
+//! Publishing a poll of one account with a full snapshot of 10,000 users (`Metrics::refresh`
+//! after a new state: its part encoded in text and OpenMetrics, each also gzip-compressed).
 //!
 //! `cargo bench --bench exposition`
 #![allow(clippy::unwrap_used)] // a test may unwrap: a panic is its failure report
@@ -20,31 +20,40 @@ fn bench(c: &mut Criterion) {
         parse_page(&population::page(10_000, offset, 100), &mut aggregator).expect("a valid page");
     }
     let board = Arc::new(Board::new(["production"]));
-    let now = SystemTime::now();
-    board.publish(
-        0,
+    let snapshot = Arc::new(aggregator.finish(10_000));
+    let state = |millis: u64| {
+        let now = SystemTime::now();
         AccountState {
             name: Arc::from("production"),
-            snapshot: Some(Arc::new(aggregator.finish(10_000))),
+            snapshot: Some(snapshot.clone()),
             last_success: Some(now),
             last_poll: Some(PollRecord {
                 finished_at: now,
-                duration: std::time::Duration::from_millis(80),
+                duration: std::time::Duration::from_millis(millis),
                 failure: None,
             }),
             credentials: Default::default(),
-        },
-    );
-    let metrics = Metrics::new(board, std::time::Duration::from_secs(300));
+        }
+    };
+    board.publish(0, state(80));
+    let metrics = Metrics::new(board.clone(), std::time::Duration::from_secs(300));
     let sizes = metrics.exposition();
     eprintln!(
         "exposition: text {} B (gzip {} B), OpenMetrics {} B (gzip {} B)",
-        sizes.text.len(),
+        sizes.text_bytes().len(),
         sizes.text_gzip.len(),
-        sizes.openmetrics.len(),
+        sizes.openmetrics_bytes().len(),
         sizes.openmetrics_gzip.len()
     );
-    c.bench_function("metrics_refresh_one_account", |b| b.iter(|| metrics.refresh()));
+    let mut millis = 80;
+    c.bench_function("metrics_refresh_one_account", |b| {
+        b.iter(|| {
+            // A new state, as after a poll: refresh encodes only accounts whose state changed.
+            millis += 1;
+            board.publish(0, state(millis));
+            metrics.refresh()
+        })
+    });
 }
 
 criterion_group!(benches, bench);

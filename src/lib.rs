@@ -1,9 +1,9 @@
 //! gcore-iam-exporter: polls the users of Gcore accounts through the IAM API and serves them
 //! as Prometheus metrics.
 //!
-//! Wiring: [`gcore::GcoreClient`] → [`poller::AccountPoller`] → [`board::Board`] (immutable
-//! snapshots) → [`metrics::Metrics`] (encoded once per poll) → [`http::app`]; one
-//! [`CancellationToken`] stops them all.
+//! Wiring: [`gcore::GcoreClient`] → [`poller::AccountPoller`] (scheduled by [`schedule`]) →
+//! [`board::Board`] (immutable snapshots) → [`metrics::Metrics`] (each account's part encoded
+//! once per poll) → [`http::app`]; one [`CancellationToken`] stops them all.
 
 pub mod board;
 pub mod config;
@@ -14,6 +14,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod poller;
+pub mod schedule;
 pub mod secret;
 pub mod snapshot;
 
@@ -31,6 +32,7 @@ use crate::config::Config;
 use crate::gcore::{GcoreClient, build_http_client};
 use crate::metrics::Metrics;
 use crate::poller::{AccountPoller, ForbiddenUntil};
+use crate::schedule::{PollSlots, first_poll_delay};
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -102,11 +104,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen_address, source })?;
 
     let mut pollers = Vec::with_capacity(accounts.len());
+    let count = accounts.len();
+    let slots = PollSlots::new(config.max_concurrent_accounts);
     for (index, account) in accounts.into_iter().enumerate() {
         let name: Arc<str> = Arc::from(account.name.as_str());
         let poller = AccountPoller {
             index,
-            counters: metrics.account_counters(&name),
+            counters: metrics.account_counters(index),
             name,
             client: GcoreClient::new(http.clone(), &account.api_url, &config.client),
             key: account.key,
@@ -118,6 +122,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             count_differed: false,
             board: board.clone(),
             metrics: metrics.clone(),
+            first_poll_delay: first_poll_delay(index, count, config.poll_interval),
+            slots: slots.clone(),
         };
         pollers.push(tokio::spawn(poller.run(shutdown.clone())));
     }
@@ -127,7 +133,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let app = http::app(state, config.web.as_deref());
     let tls = config.web.as_ref().and_then(|w| w.tls.clone());
     info!(address = %local_addr, path = %config.telemetry_path, accounts = board.len(),
-        interval_s = config.poll_interval.as_secs(), tls = tls.is_some(), version = VERSION, revision = REVISION, "serving metrics");
+        interval_s = config.poll_interval.as_secs(), max_concurrent_polls = config.max_concurrent_accounts.get(), tls = tls.is_some(), version = VERSION, revision = REVISION, "serving metrics");
 
     let limits = config.server_limits.clone();
     // The server waits `shutdown_grace` for requests in flight; the pollers stop at once (their

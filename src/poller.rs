@@ -14,6 +14,7 @@ use crate::credentials::own_token_id;
 use crate::error_chain::Chain;
 use crate::gcore::{FetchError, GcoreClient, Reason};
 use crate::metrics::{AccountCounters, Metrics};
+use crate::schedule::PollSlots;
 use crate::secret::ApiKey;
 
 /// After a 403, an optional collector is asked again only this much later: the key may have
@@ -40,6 +41,10 @@ pub struct AccountPoller {
     /// Whether the last successful poll's users differed from the API's `count`, so that the
     /// difference is logged once when it starts, not at every poll.
     pub count_differed: bool,
+    /// Wait before the first poll, so that many accounts do not all poll at start-up.
+    pub first_poll_delay: Duration,
+    /// Shared by every poller: a poll runs only while it holds a slot.
+    pub slots: PollSlots,
 }
 
 /// Until when each optional collector is not asked again after a 403.
@@ -66,13 +71,22 @@ impl Optional {
 }
 
 impl AccountPoller {
-    /// Polls at once, then every interval (±5 % so that many exporters and accounts drift
-    /// apart rather than hitting the API together), until `shutdown`.
+    /// Polls after `first_poll_delay`, then every interval (±5 % so that many exporters and
+    /// accounts drift apart rather than hitting the API together), until `shutdown`. Each poll
+    /// first waits for one of the shared slots.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(self.first_poll_delay) => {}
+        }
+        let slots = self.slots.clone();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.poll_once() => {}
+                _ = async {
+                    let _slot = slots.acquire().await;
+                    self.poll_once().await
+                } => {}
             }
             let wait = self.interval.mul_f64(0.95 + 0.1 * rand::random::<f64>());
             tokio::select! {

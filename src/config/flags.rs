@@ -67,6 +67,14 @@ pub struct Cli {
         value_name = "DURATION", value_parser = duration, help_heading = POLLING)]
     pub poll_timeout: Duration,
 
+    /// Polls of accounts that may run at once, 1 to 1024; the others wait for a slot. Bounds the
+    /// sockets and memory of an exporter with many accounts (each poll has up to
+    /// --gcore.concurrency requests in flight).
+    #[arg(long = "poll.max-concurrent-accounts", env = "GCORE_IAM_EXPORTER_MAX_CONCURRENT_ACCOUNTS",
+        default_value = "16", value_name = "POLLS", value_parser = clap::value_parser!(u32).range(1..=1024),
+        help_heading = POLLING)]
+    pub max_concurrent_accounts: u32,
+
     /// How long an account whose polls keep failing still exports its user series; past it only
     /// gcore_iam_up and the last-success timestamp remain, so no dashboard shows frozen numbers
     /// as current. 0 keeps them forever.

@@ -7,7 +7,7 @@ mod accounts_file;
 mod flags;
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +117,8 @@ pub struct Config {
     pub telemetry_path: String,
     pub poll_interval: Duration,
     pub poll_timeout: Duration,
+    /// Polls of different accounts running at once (`--poll.max-concurrent-accounts`).
+    pub max_concurrent_accounts: NonZeroUsize,
     /// `None`: user series of a failing account are kept forever.
     pub max_staleness: Option<Duration>,
     /// TLS, basic auth and headers of the HTTP server (`--web.config.file`).
@@ -176,6 +178,11 @@ impl Config {
             telemetry_path: cli.telemetry_path,
             poll_interval,
             poll_timeout: cli.poll_timeout,
+            max_concurrent_accounts: NonZeroUsize::try_from(nonzero(
+                "--poll.max-concurrent-accounts",
+                cli.max_concurrent_accounts,
+            )?)
+            .expect("a u32 fits in a usize"),
             max_staleness: cli.max_staleness.0,
             web: match &cli.web_config_file {
                 Some(path) => Some(Arc::new(WebConfig::load(path)?)),
@@ -348,6 +355,35 @@ mod tests {
 
         let err = config(&["--config.file", path.to_str().unwrap()], &[]).unwrap_err();
         assert!(err.to_string().contains("STAGING_KEY"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_polls_flag() {
+        let key = ("GCORE_API_KEY", "k");
+        assert_eq!(config(&[], &[key]).unwrap().max_concurrent_accounts.get(), 16);
+        let c = config(&["--poll.max-concurrent-accounts", "4"], &[key]).unwrap();
+        assert_eq!(c.max_concurrent_accounts.get(), 4);
+        for bad in ["0", "many", "5000"] {
+            let err = config(&["--poll.max-concurrent-accounts", bad], &[key]).unwrap_err().to_string();
+            assert!(err.contains("--poll.max-concurrent-accounts"), "{err}");
+        }
+    }
+
+    #[test]
+    fn up_to_max_accounts_in_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: usize| {
+            let path = dir.path().join(format!("{n}.yaml"));
+            let entries: String = (0..n).map(|i| format!("  - name: a{i}\n    api_key_env: K\n")).collect();
+            std::fs::write(&path, format!("accounts:\n{entries}")).unwrap();
+            path
+        };
+        let path = file(MAX_ACCOUNTS);
+        let c = config(&["--config.file", path.to_str().unwrap()], &[("K", "42_k")]).unwrap();
+        assert_eq!(c.accounts.len(), MAX_ACCOUNTS);
+        let path = file(MAX_ACCOUNTS + 1);
+        let err = config(&["--config.file", path.to_str().unwrap()], &[("K", "42_k")]).unwrap_err().to_string();
+        assert!(err.contains("several exporters"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The HTML landing page: version, links, and each account's last poll.
+//! The HTML landing page: version, links, and the accounts' last polls. With many accounts it
+//! stays short: a count per state, then the accounts that need a look (failing, then not yet
+//! polled) before the healthy ones, at most [`DEFAULT_ROWS`] rows unless all are asked for.
 
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,10 +31,46 @@ fn timestamp(at: Option<SystemTime>) -> String {
     }
 }
 
-/// Renders the page.
-pub fn render(telemetry_path: &str, accounts: &[std::sync::Arc<AccountState>]) -> String {
+/// Rows shown when the page is not asked for every account.
+pub const DEFAULT_ROWS: usize = 50;
+
+/// Where an account stands, in the order the page lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Standing {
+    Down,
+    Pending,
+    Up,
+}
+
+fn standing(a: &AccountState) -> Standing {
+    match &a.last_poll {
+        None => Standing::Pending,
+        Some(p) if p.failure.is_some() => Standing::Down,
+        Some(_) => Standing::Up,
+    }
+}
+
+/// Renders the page; `all` lists every account instead of the first [`DEFAULT_ROWS`].
+pub fn render(telemetry_path: &str, accounts: &[std::sync::Arc<AccountState>], all: bool) -> String {
+    let count = |s| accounts.iter().filter(|a| standing(a) == s).count();
+    let (down, pending, up) = (count(Standing::Down), count(Standing::Pending), count(Standing::Up));
+    // Stable: within a standing, accounts keep their configuration order.
+    let mut listed: Vec<&std::sync::Arc<AccountState>> = accounts.iter().collect();
+    listed.sort_by_key(|a| standing(a));
+    let shown = if all { listed.len() } else { listed.len().min(DEFAULT_ROWS) };
+    let more = if shown < listed.len() {
+        let hidden = &listed[shown..];
+        format!(
+            "<p>{} more accounts not shown ({} of them up). <a href=\"/?accounts=all\">Show all {}</a>.</p>\n",
+            hidden.len(),
+            hidden.iter().filter(|a| standing(a) == Standing::Up).count(),
+            listed.len()
+        )
+    } else {
+        String::new()
+    };
     let mut rows = String::new();
-    for a in accounts {
+    for a in &listed[..shown] {
         let (state, detail) = match &a.last_poll {
             None => ("first poll running", String::new()),
             Some(p) => match &p.failure {
@@ -79,19 +117,69 @@ pub fn render(telemetry_path: &str, accounts: &[std::sync::Arc<AccountState>]) -
 <p>Version {version} (revision {revision})</p>
 <ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li><li><a href="/-/ready">Readiness</a></li></ul>
 <h2>Accounts</h2>
+<p>{total} accounts: <span class="up">{up} up</span>, <span class="down">{down} down</span>, {pending} first poll running.</p>
 <table><tr><th>Account</th><th>State</th><th>Users</th><th>Last success</th><th>Last poll</th><th>Duration</th><th>Account status</th><th>API tokens</th><th>Last error</th></tr>
 {rows}</table>
-</body></html>
+{more}</body></html>
 "#,
         version = escape(VERSION),
         revision = escape(REVISION),
         path = escape(telemetry_path),
+        total = accounts.len(),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::board::{Credentials, PollFailure, PollRecord};
+    use crate::gcore::Reason;
+
+    fn account(name: &str, standing: Standing) -> Arc<AccountState> {
+        let record =
+            |failure| PollRecord { finished_at: SystemTime::now(), duration: Duration::from_millis(5), failure };
+        Arc::new(AccountState {
+            name: Arc::from(name),
+            snapshot: None,
+            last_success: None,
+            last_poll: match standing {
+                Standing::Pending => None,
+                Standing::Up => Some(record(None)),
+                Standing::Down => {
+                    Some(record(Some(PollFailure { reason: Reason::Unauthorized, message: "401".into() })))
+                }
+            },
+            credentials: Credentials::default(),
+        })
+    }
+
+    #[test]
+    fn many_accounts_failing_first_counted_and_cut_short() {
+        let mut accounts: Vec<_> = (0..1000).map(|i| account(&format!("healthy-{i:04}"), Standing::Up)).collect();
+        accounts[500] = account("broken-one", Standing::Down);
+        accounts[900] = account("broken-two", Standing::Down);
+        accounts[10] = account("waiting", Standing::Pending);
+        let page = render("/metrics", &accounts, false);
+        assert!(page.contains(
+            "1000 accounts: <span class=\"up\">997 up</span>, <span class=\"down\">2 down</span>, 1 first poll running."
+        ));
+        let position = |name: &str| page.find(&format!("<td>{name}</td>")).unwrap_or_else(|| panic!("{name} missing"));
+        assert!(position("broken-one") < position("broken-two"));
+        assert!(position("broken-two") < position("waiting"));
+        assert!(position("waiting") < position("healthy-0000"));
+        assert_eq!(page.matches("<tr><td>").count(), DEFAULT_ROWS);
+        assert!(
+            page.contains("950 more accounts not shown (950 of them up)") && page.contains("href=\"/?accounts=all\"")
+        );
+
+        let everything = render("/metrics", &accounts, true);
+        assert_eq!(everything.matches("<tr><td>").count(), 1000);
+        assert!(!everything.contains("more accounts not shown"));
+    }
 
     #[test]
     fn escapes_markup() {

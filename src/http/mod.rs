@@ -9,13 +9,14 @@ pub mod web_config;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::board::Board;
-use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+use crate::metrics::{ChunkedBody, Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use negotiate::Format;
 use web_config::WebConfig;
 
@@ -51,17 +52,20 @@ pub fn app(state: AppState, web: Option<&WebConfig>) -> Router {
     router
 }
 
-/// A copy of bytes encoded when the last poll ended: no I/O, no lock, no waiting.
+/// Bytes encoded when the last poll ended: no I/O, no lock, no waiting. The plain bodies are
+/// served as the chunks they are kept in; the gzip bodies are one buffer each.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let exposition = state.metrics.exposition();
     let header_str = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let format = negotiate::format(header_str(header::ACCEPT));
     let gzip = negotiate::wants_gzip(header_str(header::ACCEPT_ENCODING));
     let (body, content_type) = match (format, gzip) {
-        (Format::Text, false) => (exposition.text.clone(), TEXT_CONTENT_TYPE),
-        (Format::Text, true) => (exposition.text_gzip.clone(), TEXT_CONTENT_TYPE),
-        (Format::OpenMetrics, false) => (exposition.openmetrics.clone(), OPENMETRICS_CONTENT_TYPE),
-        (Format::OpenMetrics, true) => (exposition.openmetrics_gzip.clone(), OPENMETRICS_CONTENT_TYPE),
+        (Format::Text, false) => (Body::new(ChunkedBody::new(exposition.text.clone())), TEXT_CONTENT_TYPE),
+        (Format::Text, true) => (Body::from(exposition.text_gzip.clone()), TEXT_CONTENT_TYPE),
+        (Format::OpenMetrics, false) => {
+            (Body::new(ChunkedBody::new(exposition.openmetrics.clone())), OPENMETRICS_CONTENT_TYPE)
+        }
+        (Format::OpenMetrics, true) => (Body::from(exposition.openmetrics_gzip.clone()), OPENMETRICS_CONTENT_TYPE),
     };
     let mut response = body.into_response();
     let h = response.headers_mut();
@@ -73,8 +77,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     response
 }
 
-async fn landing_page(State(state): State<AppState>) -> Html<String> {
-    Html(landing::render(&state.telemetry_path, &state.board.all()))
+/// `/?accounts=all` lists every account; by default the page shows the first rows only.
+async fn landing_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Html<String> {
+    let all = query.is_some_and(|q| q.split('&').any(|pair| pair == "accounts=all"));
+    Html(landing::render(&state.telemetry_path, &state.board.all(), all))
 }
 
 async fn healthy() -> &'static str {

@@ -1,5 +1,7 @@
-//! A [`Collector`] that turns the published account states into constant gauges. It holds no
-//! data of its own and does no I/O: it reads what the pollers last published.
+//! A [`Collector`] that turns published account states and their counters into metric
+//! families. It holds no data of its own and does no I/O: it encodes what the pollers last
+//! published, for any set of accounts — one account (its part of the exposition, see
+//! `assembly.rs`) or all of them (the whole-registry encoding the parts must add up to).
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -7,11 +9,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
-use super::AccountLabels;
-use crate::board::{AccountState, Board, CollectorState};
+use super::{AccountCounters, AccountLabels, FailureLabels, RequestLabels};
+use crate::board::{AccountState, CollectorState};
 use crate::{REVISION, VERSION};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -85,16 +88,53 @@ struct AuthTypeLabels {
     two_fa: bool,
 }
 
-/// Encodes every account gauge from the [`Board`].
+/// The families in the order they are encoded. `assembly.rs` places each account's samples
+/// under the family they belong to by this order; a family's name as written may carry a
+/// `_total` (counters, text format) or `_seconds` (unit) suffix.
+pub(super) const FAMILIES: [&str; 22] = [
+    "gcore_iam_polls",
+    "gcore_iam_poll_failures",
+    "gcore_iam_api_requests",
+    "gcore_iam_exporter_build_info",
+    "gcore_iam_up",
+    "gcore_iam_last_success_timestamp",
+    "gcore_iam_poll_duration",
+    "gcore_iam_poll_interval",
+    "gcore_iam_users",
+    "gcore_iam_group_members",
+    "gcore_iam_auth_type_users",
+    "gcore_iam_deleted_users",
+    "gcore_iam_api_reported_users",
+    "gcore_iam_users_fetched",
+    "gcore_iam_account_info",
+    "gcore_iam_account_active_admin",
+    "gcore_iam_tokens",
+    "gcore_iam_token_info",
+    "gcore_iam_token_expiry_timestamp",
+    "gcore_iam_token_last_used_timestamp",
+    "gcore_iam_token_issuer_deleted",
+    "gcore_iam_collector_state",
+];
+
+/// The index in [`FAMILIES`] of a family name as an encoder wrote it.
+pub(super) fn family_index(written: &str) -> Option<usize> {
+    FAMILIES
+        .iter()
+        .position(|base| written.strip_prefix(base).is_some_and(|rest| matches!(rest, "" | "_total" | "_seconds")))
+}
+
+/// Encodes the families of `accounts` (in their order) and, with `build_info`, the exporter's
+/// own build info, which belongs to no account.
 #[derive(Debug)]
 pub struct AccountCollector {
-    board: Arc<Board>,
+    accounts: Vec<(Arc<AccountState>, AccountCounters)>,
+    build_info: bool,
     poll_interval: Duration,
 }
 
 impl AccountCollector {
-    pub fn new(board: Arc<Board>, poll_interval: Duration) -> Self {
-        AccountCollector { board, poll_interval }
+    pub fn new(accounts: Vec<(Arc<AccountState>, AccountCounters)>, build_info: bool, poll_interval: Duration) -> Self {
+        AccountCollector { accounts, build_info, poll_interval }
     }
 }
 
@@ -102,16 +142,41 @@ const FROM_POLL: &str = "from the last complete background poll of the Gcore IAM
 
 impl Collector for AccountCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let states = self.board.all();
+        let states: Vec<Arc<AccountState>> = self.accounts.iter().map(|(s, _)| s.clone()).collect();
         let account = |s: &AccountState| AccountLabels { account: s.name.clone() };
+        let counters = || self.accounts.iter().map(|(s, c)| (s.name.clone(), c));
 
-        gauges(
+        counter_family(
             &mut encoder,
-            "gcore_iam_exporter_build_info",
-            "Always 1; labelled with the version and git revision of the running exporter.",
-            None,
-            [(BuildLabels { version: VERSION, revision: REVISION }, 1i64)],
+            "gcore_iam_polls",
+            "Polls of the Gcore IAM users API finished by the background poller, successful or not",
+            counters().map(|(account, c)| (AccountLabels { account }, c.polls())),
         )?;
+        counter_family(
+            &mut encoder,
+            "gcore_iam_poll_failures",
+            "Background polls of the Gcore IAM users API that failed, by reason",
+            counters().flat_map(|(account, c)| {
+                c.failures().map(move |(reason, n)| (FailureLabels { account: account.clone(), reason }, n))
+            }),
+        )?;
+        counter_family(
+            &mut encoder,
+            "gcore_iam_api_requests",
+            "HTTP requests sent to the Gcore IAM API by the background poller (retries included), by result",
+            counters().flat_map(|(account, c)| {
+                c.requests().into_iter().map(move |(result, n)| (RequestLabels { account: account.clone(), result }, n))
+            }),
+        )?;
+        if self.build_info {
+            gauges(
+                &mut encoder,
+                "gcore_iam_exporter_build_info",
+                "Always 1; labelled with the version and git revision of the running exporter.",
+                None,
+                [(BuildLabels { version: VERSION, revision: REVISION }, 1i64)],
+            )?;
+        }
         gauges(
             &mut encoder,
             "gcore_iam_up",
@@ -347,6 +412,24 @@ fn encode_credentials(encoder: &mut DescriptorEncoder, states: &[Arc<AccountStat
                 })
         }),
     )
+}
+
+/// Encodes one counter family; a family without series is left out entirely.
+fn counter_family<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut series = series.into_iter().peekable();
+    if series.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// Encodes one gauge family; a family without series is left out entirely.

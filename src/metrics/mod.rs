@@ -2,26 +2,27 @@
 //! that turns the published account states into gauges, and the encoded exposition.
 //!
 //! The exposition is encoded when something changes (a poll ends), in both text formats and
-//! gzip-compressed, so that a scrape is a copy of ready bytes: it does no I/O, takes no lock and
-//! never waits for a poll.
+//! gzip-compressed, so that a scrape is a reference to ready bytes: it does no I/O, takes no
+//! lock and never waits for a poll. Each account's part is encoded on its own, so publishing a
+//! poll costs what that account costs (see `assembly.rs`).
 
+mod assembly;
+mod body;
 mod collector;
 
-use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::board::Board;
+use crate::board::{AccountState, Board};
 use crate::gcore::{Reason, RequestResult};
+use assembly::Assembler;
+pub use body::ChunkedBody;
 pub use collector::AccountCollector;
 
 /// `Content-Type` of the Prometheus text format.
@@ -46,140 +47,207 @@ pub struct RequestLabels {
     pub result: RequestResult,
 }
 
-/// One encoding of the whole exposition, in each format a scraper may ask for.
+/// One encoding of the whole exposition, in each format a scraper may ask for. The plain
+/// bodies are lists of shared chunks, served without being copied into one buffer.
 #[derive(Debug, Clone)]
 pub struct Exposition {
-    pub text: Bytes,
+    pub text: Arc<[Bytes]>,
     pub text_gzip: Bytes,
-    pub openmetrics: Bytes,
+    pub openmetrics: Arc<[Bytes]>,
     pub openmetrics_gzip: Bytes,
 }
 
-/// The counters a poller updates, for one account.
+impl Exposition {
+    /// The text body in one buffer (tests, benchmarks).
+    pub fn text_bytes(&self) -> Bytes {
+        concat(&self.text)
+    }
+
+    /// The OpenMetrics body in one buffer (tests, benchmarks).
+    pub fn openmetrics_bytes(&self) -> Bytes {
+        concat(&self.openmetrics)
+    }
+}
+
+fn concat(chunks: &[Bytes]) -> Bytes {
+    Bytes::from(chunks.concat())
+}
+
+/// The counters a poller updates, for one account. Each account has its own, so that its part
+/// of the exposition can be encoded without the others'.
 #[derive(Debug, Clone)]
-pub struct AccountCounters {
-    account: Arc<str>,
-    polls: Family<AccountLabels, Counter>,
-    failures: Family<FailureLabels, Counter>,
-    requests: Family<RequestLabels, Counter>,
+pub struct AccountCounters(Arc<CounterValues>);
+
+#[derive(Debug)]
+struct CounterValues {
+    polls: AtomicU64,
+    /// One per [`Reason::ALL`], so each failure series exists at 0 from the first scrape.
+    failures: Vec<(Reason, AtomicU64)>,
+    /// `ok` and each request failure exist from the start; a result not known in advance is
+    /// added when it first happens.
+    requests: Mutex<Vec<(RequestResult, u64)>>,
 }
 
 impl AccountCounters {
+    fn new() -> Self {
+        let requests = [RequestResult::Ok, RequestResult::Cancelled]
+            .into_iter()
+            .chain(Reason::REQUEST.iter().map(|&r| RequestResult::Failed(r)))
+            .map(|r| (r, 0))
+            .collect();
+        AccountCounters(Arc::new(CounterValues {
+            polls: AtomicU64::new(0),
+            failures: Reason::ALL.iter().map(|&r| (r, AtomicU64::new(0))).collect(),
+            requests: Mutex::new(requests),
+        }))
+    }
+
     pub fn poll_finished(&self, failure: Option<Reason>) {
-        self.polls.get_or_create(&AccountLabels { account: self.account.clone() }).inc();
-        if let Some(reason) = failure {
-            self.failures.get_or_create(&FailureLabels { account: self.account.clone(), reason }).inc();
+        self.0.polls.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = failure
+            && let Some((_, n)) = self.0.failures.iter().find(|(r, _)| *r == reason)
+        {
+            n.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn request_finished(&self, result: RequestResult) {
-        self.requests.get_or_create(&RequestLabels { account: self.account.clone(), result }).inc();
+        let mut requests = self.0.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match requests.iter_mut().find(|(r, _)| *r == result) {
+            Some((_, n)) => *n += 1,
+            None => requests.push((result, 1)),
+        }
+    }
+
+    fn polls(&self) -> u64 {
+        self.0.polls.load(Ordering::Relaxed)
+    }
+
+    fn failures(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        self.0.failures.iter().map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+    }
+
+    fn requests(&self) -> Vec<(RequestResult, u64)> {
+        self.0.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 
-/// The registry and its cached encoding.
+/// What a scrape serves, and the parts it is assembled from.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
-    polls: Family<AccountLabels, Counter>,
-    failures: Family<FailureLabels, Counter>,
-    requests: Family<RequestLabels, Counter>,
+    board: Arc<Board>,
+    poll_interval: Duration,
+    counters: Vec<AccountCounters>,
     exposition: ArcSwap<Exposition>,
-    /// Serializes encodings so that the last one stored is the newest.
-    encoding: Mutex<()>,
+    parts: Mutex<Parts>,
+}
+
+/// Slot 0 holds what belongs to no account (build info); slot `i + 1` account `i`.
+#[derive(Debug)]
+struct Parts {
+    text: Assembler,
+    openmetrics: Assembler,
+    /// The account states last encoded, to find which changed since.
+    encoded: Vec<Option<Arc<AccountState>>>,
 }
 
 impl Metrics {
-    /// Registers every family; the counters of every account exist at 0 from the first scrape.
+    /// Encodes every account's part; the counters of every account exist at 0 from the first
+    /// scrape.
     pub fn new(board: Arc<Board>, poll_interval: Duration) -> Self {
-        let mut registry = Registry::default();
-        let polls = Family::<AccountLabels, Counter>::default();
-        let failures = Family::<FailureLabels, Counter>::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "gcore_iam_polls",
-            "Polls of the Gcore IAM users API finished by the background poller, successful or not",
-            polls.clone(),
-        );
-        registry.register(
-            "gcore_iam_poll_failures",
-            "Background polls of the Gcore IAM users API that failed, by reason",
-            failures.clone(),
-        );
-        registry.register(
-            "gcore_iam_api_requests",
-            "HTTP requests sent to the Gcore IAM API by the background poller (retries included), by result",
-            requests.clone(),
-        );
-        for state in board.all() {
-            let account = state.name.clone();
-            let _ = polls.get_or_create(&AccountLabels { account: account.clone() });
-            for reason in Reason::ALL {
-                let _ = failures.get_or_create(&FailureLabels { account: account.clone(), reason });
-            }
-            let _ = requests.get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Ok });
-            let _ =
-                requests.get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Cancelled });
-            for &reason in Reason::REQUEST {
-                let _ = requests
-                    .get_or_create(&RequestLabels { account: account.clone(), result: RequestResult::Failed(reason) });
-            }
-        }
-        registry.register_collector(Box::new(AccountCollector::new(board, poll_interval)));
+        let slots = board.len() + 1;
+        let mut parts = Parts {
+            text: Assembler::new(slots, None),
+            openmetrics: Assembler::new(slots, Some("# EOF\n")),
+            encoded: vec![None; board.len()],
+        };
+        let (text, openmetrics) = encode(&registry_of(Vec::new(), true, poll_interval));
+        parts.text.update(0, &text);
+        parts.openmetrics.update(0, &openmetrics);
         let metrics = Metrics {
-            registry,
-            polls,
-            failures,
-            requests,
+            counters: (0..board.len()).map(|_| AccountCounters::new()).collect(),
+            board,
+            poll_interval,
             exposition: ArcSwap::from_pointee(Exposition {
-                text: Bytes::new(),
+                text: Arc::new([]),
                 text_gzip: Bytes::new(),
-                openmetrics: Bytes::new(),
+                openmetrics: Arc::new([]),
                 openmetrics_gzip: Bytes::new(),
             }),
-            encoding: Mutex::new(()),
+            parts: Mutex::new(parts),
         };
         metrics.refresh();
         metrics
     }
 
-    /// The counters of one account.
-    pub fn account_counters(&self, account: &Arc<str>) -> AccountCounters {
-        AccountCounters {
-            account: account.clone(),
-            polls: self.polls.clone(),
-            failures: self.failures.clone(),
-            requests: self.requests.clone(),
-        }
+    /// The counters of account `index` (configuration order).
+    pub fn account_counters(&self, index: usize) -> AccountCounters {
+        self.counters[index].clone()
     }
 
-    /// Re-encodes the exposition from the current account states and counters.
+    /// Publishes what changed on the board since the last call: each account whose state was
+    /// replaced is encoded again, alone; the others' parts are reused. Finding them is a pointer
+    /// comparison per account.
     pub fn refresh(&self) {
-        let _guard = self.encoding.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut text = String::with_capacity(self.exposition.load().text.len() + 1024);
-        let mut openmetrics = String::with_capacity(text.capacity() + 1024);
-        // Writing into a String cannot fail; an error here would be a bug in a collector.
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
-            .expect("encoding into a String does not fail");
-        prometheus_client::encoding::text::encode(&mut openmetrics, &self.registry)
-            .expect("encoding into a String does not fail");
-        let exposition = Exposition {
-            text_gzip: gzip(text.as_bytes()),
-            openmetrics_gzip: gzip(openmetrics.as_bytes()),
-            text: Bytes::from(text),
-            openmetrics: Bytes::from(openmetrics),
-        };
-        self.exposition.store(Arc::new(exposition));
+        let mut parts = self.parts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for index in 0..self.board.len() {
+            let state = self.board.get(index);
+            if parts.encoded[index].as_ref().is_some_and(|old| Arc::ptr_eq(old, &state)) {
+                continue;
+            }
+            let (text, openmetrics) =
+                encode(&registry_of(vec![(state.clone(), self.counters[index].clone())], false, self.poll_interval));
+            parts.text.update(index + 1, &text);
+            parts.openmetrics.update(index + 1, &openmetrics);
+            parts.encoded[index] = Some(state);
+        }
+        parts.text.flush();
+        parts.openmetrics.flush();
+        let (text, openmetrics) = (parts.text.assemble(), parts.openmetrics.assemble());
+        self.exposition.store(Arc::new(Exposition {
+            text: text.plain,
+            text_gzip: text.gzip,
+            openmetrics: openmetrics.plain,
+            openmetrics_gzip: openmetrics.gzip,
+        }));
     }
 
     /// The current encoding; cheap (a reference count), never blocks.
     pub fn exposition(&self) -> Arc<Exposition> {
         self.exposition.load_full()
     }
+
+    /// The whole exposition encoded from one registry holding every account, as the exporter
+    /// did before it kept parts: the reference the parts must add up to (tests), and the cost
+    /// the parts avoid (benchmarks). Text, then OpenMetrics.
+    #[doc(hidden)]
+    pub fn encode_whole(&self) -> (String, String) {
+        let accounts = (0..self.board.len()).map(|i| (self.board.get(i), self.counters[i].clone())).collect();
+        encode(&registry_of(accounts, true, self.poll_interval))
+    }
 }
 
-fn gzip(data: &[u8]) -> Bytes {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::default());
-    encoder.write_all(data).expect("writing into a Vec does not fail");
-    Bytes::from(encoder.finish().expect("writing into a Vec does not fail"))
+fn registry_of(
+    accounts: Vec<(Arc<AccountState>, AccountCounters)>,
+    build_info: bool,
+    poll_interval: Duration,
+) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(AccountCollector::new(accounts, build_info, poll_interval)));
+    registry
 }
+
+/// Text and OpenMetrics encodings of a registry.
+fn encode(registry: &Registry) -> (String, String) {
+    let mut text = String::new();
+    let mut openmetrics = String::new();
+    // Writing into a String cannot fail; an error here would be a bug in the collector.
+    prometheus_client::encoding::prometheus_text::encode(&mut text, registry)
+        .expect("encoding into a String does not fail");
+    prometheus_client::encoding::text::encode(&mut openmetrics, registry)
+        .expect("encoding into a String does not fail");
+    (text, openmetrics)
+}
+
+#[cfg(test)]
+mod tests;

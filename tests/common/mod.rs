@@ -63,6 +63,11 @@ pub fn sum(samples: &[Sample], name: &str, matchers: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// How many accounts have `gcore_iam_up` 1.
+pub fn up_count(samples: &[Sample]) -> usize {
+    samples.iter().filter(|s| s.name == "gcore_iam_up" && s.value == 1.0).count()
+}
+
 /// How many series of `name` exist.
 pub fn series_count(samples: &[Sample], name: &str) -> usize {
     samples.iter().filter(|s| s.name == name).count()
@@ -75,6 +80,7 @@ pub fn config(accounts: Vec<AccountConfig>) -> Config {
         telemetry_path: "/metrics".into(),
         poll_interval: Duration::from_millis(300),
         poll_timeout: Duration::from_secs(20),
+        max_concurrent_accounts: std::num::NonZeroUsize::new(16).unwrap(),
         max_staleness: None,
         web: None,
         server_limits: Default::default(),
