@@ -8,6 +8,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use roaring::RoaringBitmap;
+
 /// How many distinct unknown values one label may take before the rest become `other`.
 pub const MAX_UNKNOWN_VALUES: usize = 20;
 
@@ -200,13 +202,11 @@ pub struct Snapshot {
 /// Accumulates users while a poll runs; de-duplicates them by id (the same user can appear on
 /// two pages when the list shifts during a poll).
 ///
-/// The ids seen are a plain hash set: about 9 to 18 bytes an id whatever the ids are. A
-/// compressed bitmap is smaller for dense ids but costs some 250 bytes an id when the API sends
-/// ids spread over the 64-bit range, and the ids come from the network. With the cap on users
-/// per poll (`--gcore.max-users`), the set of one poll is bounded (about 19 MiB at 1,000,000).
+/// The ids seen are an [`IdSet`], whose cost per id is bounded whatever the ids are; with the
+/// cap on users per poll (`--gcore.max-users`), the set of one poll is bounded too.
 #[derive(Debug)]
 pub struct UserAggregator {
-    seen: HashSet<u64>,
+    seen: IdSet,
     user_types: Vocabulary,
     /// Per user type, indexed by the [`flags`] of the user.
     user_counts: Vec<[u64; 16]>,
@@ -236,7 +236,7 @@ fn flags(user: &UserFacts<'_>) -> usize {
 impl UserAggregator {
     pub fn new() -> Self {
         UserAggregator {
-            seen: HashSet::new(),
+            seen: IdSet::default(),
             user_types: Vocabulary::new(&KNOWN_USER_TYPES),
             user_counts: vec![[0; 16]; KNOWN_USER_TYPES.len()],
             groups: GroupVocabulary::new(),
@@ -256,7 +256,7 @@ impl UserAggregator {
         groups: impl IntoIterator<Item = GroupRef<'g>>,
         auth_types: impl IntoIterator<Item = &'g str>,
     ) -> bool {
-        let new = !self.seen.contains(&user.id);
+        let new = !self.seen.contains(user.id);
         if let Some(mut counter) = self.begin(user) {
             groups.into_iter().for_each(|group| counter.group(group));
             auth_types.into_iter().for_each(|auth_type| counter.auth_type(auth_type));
@@ -285,7 +285,7 @@ impl UserAggregator {
 
     /// Distinct users seen so far, deleted included.
     pub fn fetched(&self) -> u64 {
-        self.seen.len() as u64
+        self.seen.len()
     }
 
     /// Users that arrived more than once in this poll (and were counted once).
@@ -329,7 +329,7 @@ impl UserAggregator {
                 });
             }
         }
-        let fetched_users = self.seen.len() as u64;
+        let fetched_users = self.seen.len();
         Snapshot {
             active_users: fetched_users - self.deleted,
             users,
@@ -339,6 +339,38 @@ impl UserAggregator {
             fetched_users,
             reported_users,
         }
+    }
+}
+
+/// The user ids of one poll. Ids that fit 32 bits (Gcore's do) go to a compressed bitmap: a few
+/// bits an id when they are dense, and at most about 10 bytes an id plus 6 MiB of containers
+/// however they are spread. Larger ids go to a hash set, 9 to 18 bytes an id: a compressed
+/// 64-bit bitmap would cost some 250 bytes an id for ids spread over the 64-bit range, and the
+/// ids come from the network.
+#[derive(Debug, Default)]
+struct IdSet {
+    small: RoaringBitmap,
+    large: HashSet<u64>,
+}
+
+impl IdSet {
+    /// Adds an id; false if it was already there.
+    fn insert(&mut self, id: u64) -> bool {
+        match u32::try_from(id) {
+            Ok(small) => self.small.insert(small),
+            Err(_) => self.large.insert(id),
+        }
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        match u32::try_from(id) {
+            Ok(small) => self.small.contains(small),
+            Err(_) => self.large.contains(&id),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.small.len() + self.large.len() as u64
     }
 }
 
@@ -414,6 +446,18 @@ mod tests {
             .filter(|g| &*g.group.name == group && two_fa.is_none_or(|t| g.two_fa == t))
             .map(|g| g.users)
             .sum()
+    }
+
+    #[test]
+    fn ids_of_every_size_are_counted_once() {
+        let mut ids = IdSet::default();
+        for id in [0, 1, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX, 12_345] {
+            assert!(ids.insert(id), "{id} is new");
+            assert!(!ids.insert(id), "{id} is known");
+            assert!(ids.contains(id));
+        }
+        assert_eq!(ids.len(), 6);
+        assert!(!ids.contains(7) && !ids.contains(u64::MAX - 1));
     }
 
     #[test]
