@@ -39,8 +39,16 @@ impl Attacked {
     /// A hostile API serving its good account, and an exporter polling it every second (pages
     /// of 10 unless `extra_args` say otherwise) that has published the good numbers once.
     async fn start(extra_args: &[&str]) -> Attacked {
+        Self::start_under(Attack::None, extra_args).await
+    }
+
+    /// Like [`Attacked::start`], with `attack` on from the exporter's first poll (one that
+    /// still lets the users be read).
+    async fn start_under(attack: Attack, extra_args: &[&str]) -> Attacked {
         let shutdown = CancellationToken::new();
         let api = HostileApi::start(&shutdown).await;
+        let good = attack == Attack::None;
+        api.set(attack);
         let url = api.url();
         let mut args = vec!["--gcore.api-url", &url, "--poll.interval", "1s"];
         if !extra_args.contains(&"--gcore.page-size") {
@@ -57,7 +65,9 @@ impl Attacked {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
         let attacked = Attacked { api, exporter, _shutdown: shutdown.drop_guard(), http };
         let s = attacked.scrape_until(|s| up(s) == 1.0).await;
-        assert_eq!(users(&s), GOOD_USERS as f64);
+        if good {
+            assert_eq!(users(&s), GOOD_USERS as f64);
+        }
         attacked
     }
 
@@ -236,6 +246,31 @@ async fn an_html_page_with_status_200_fails_as_decode() {
     assert!(!t.exporter.log().contains("Bad Gateway"), "the body is described, not copied into the log");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokens_collector_has_a_state_while_the_account_was_never_read() {
+    let t = Attacked::start_under(Attack::AccountFailing, &[]).await;
+    let s = t.scrape_until(|s| sum(s, "gcore_iam_polls_total", &[]) >= 2.0).await;
+    let state = |collector: &str, state: &str| {
+        sum(&s, "gcore_iam_collector_state", &[("collector", collector), ("state", state)])
+    };
+    assert_eq!(state("account", "failing"), 1.0);
+    assert_eq!(state("tokens", "failing"), 1.0, "the tokens collector cannot run without the account's id");
+    assert_eq!(sum(&s, "gcore_iam_collector_state", &[("collector", "tokens")]), 1.0, "one state at a time");
+    assert_eq!(up(&s), 1.0, "the users are still polled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_differs_is_logged_once_not_at_every_poll() {
+    let t = Attacked::start_under(Attack::RepeatedSecondPage, &[]).await;
+    let s = t.scrape_until(|s| sum(s, "gcore_iam_polls_total", &[]) >= 4.0).await;
+    assert_eq!(up(&s), 1.0);
+    assert_eq!(sum(&s, "gcore_iam_users_fetched", &[]), 15.0, "users 11 to 20 never came");
+    assert_eq!(sum(&s, "gcore_iam_api_reported_users", &[]), GOOD_USERS as f64);
+    let log = t.exporter.log();
+    let warned = log.lines().filter(|l| l.contains("\"level\":\"WARN\"") && l.contains("count differs")).count();
+    assert_eq!(warned, 1, "{log}");
+}
+
 /// The figures of the README's Hardening section: each attack with the default flags against
 /// the binary in `EXPORTER_BIN` (the release build, from `scripts/hostile-api`), for about
 /// `HOSTILE_SECONDS` seconds each. Prints peak RSS, requests per poll and the slowest scrape.
@@ -269,6 +304,7 @@ async fn figures_with_default_flags() {
         let metrics = format!("http://{}/metrics", exporter.addr);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let polls_before = api.polls().len();
+        let good = attack == Attack::None;
         api.set(attack);
         let end = Instant::now() + Duration::from_secs(seconds);
         let mut slowest = Duration::ZERO;

@@ -47,6 +47,11 @@ pub enum Attack {
     RedirectElsewhere,
     /// An HTML error page with status 200, as a misconfigured proxy sends.
     HtmlPage,
+    /// The users are fine, but the account endpoint answers 500.
+    AccountFailing,
+    /// The page at offset 10 repeats the first page's users: a poll succeeds with fewer
+    /// distinct users than `count` (as when the list shifts while it is paged).
+    RepeatedSecondPage,
 }
 
 #[derive(Debug, Default)]
@@ -188,7 +193,11 @@ async fn users(State(api): State<HostileApi>, Query(page): Query<Page>, headers:
     }
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     match api.attack() {
-        Attack::None | Attack::HugeTokenList { .. } => json(good_page(limit, offset, GOOD_USERS, true)),
+        Attack::None | Attack::HugeTokenList { .. } | Attack::AccountFailing => {
+            json(good_page(limit, offset, GOOD_USERS, true))
+        }
+        Attack::RepeatedSecondPage if offset == 10 => json(good_page(limit, 0, GOOD_USERS, true)),
+        Attack::RepeatedSecondPage => json(good_page(limit, offset, GOOD_USERS, true)),
         Attack::HugeRetryAfter { status, header, value } => {
             let status = StatusCode::from_u16(status).unwrap();
             (status, [(header, value)], "slow down").into_response()
@@ -228,6 +237,9 @@ async fn users(State(api): State<HostileApi>, Query(page): Query<Page>, headers:
 async fn account(State(api): State<HostileApi>, headers: HeaderMap) -> Response {
     if let Some(refused) = api.admit(&headers, None) {
         return refused;
+    }
+    if api.attack() == Attack::AccountFailing {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no account today").into_response();
     }
     json(r#"{"id": 7, "status": "active", "has_active_admin": true}"#.to_string())
 }
