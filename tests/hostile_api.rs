@@ -304,7 +304,6 @@ async fn figures_with_default_flags() {
         let metrics = format!("http://{}/metrics", exporter.addr);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let polls_before = api.polls().len();
-        let good = attack == Attack::None;
         api.set(attack);
         let end = Instant::now() + Duration::from_secs(seconds);
         let mut slowest = Duration::ZERO;
