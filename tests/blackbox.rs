@@ -270,26 +270,10 @@ async fn formats_landing_page_and_unknown_paths() {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let Some(promtool) = common::promtool() else {
-        eprintln!("promtool not installed; skipped (scripts/install-tools installs it)");
-        return;
-    };
     let api = FakeApi::demo(KEY, 7);
     let (exporter, _api) = start_with(&api, KEY).await;
     exporter.scrape_until(Duration::from_secs(10), |s| up(s) == 1.0).await;
-    let text = exporter.metrics_text().await;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics: {report}");
+    common::assert_promtool_clean(&exporter.metrics_text().await);
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ impl Attacked {
         let text = self.metrics_text().await;
         assert!(!text.contains(KEY) && !self.exporter.log().contains(KEY), "the key leaked");
         assert!(self.api.leaked().is_empty(), "a request reached another host: {:?}", self.api.leaked());
-        promtool_check(&text);
+        common::assert_promtool_clean(&text);
     }
 }
 
@@ -131,22 +131,6 @@ fn users(s: &[Sample]) -> f64 {
 
 fn failures(s: &[Sample], reason: &str) -> f64 {
     sum(s, "gcore_iam_poll_failures_total", &[("reason", reason)])
-}
-
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let Some(promtool) = common::promtool() else { return };
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics: {report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +200,7 @@ async fn huge_lists_in_one_answer_cost_a_bounded_memory() {
     let peak = t.exporter.peak_rss_kib();
     assert!(peak <= PEAK_RSS_LIMIT_KIB, "peak RSS {peak} KiB");
     assert_eq!(sum(&s, "gcore_iam_auth_type_users", &[("auth_type", "password")]), 1.0, "listed often, counted once");
-    promtool_check(&t.metrics_text().await);
+    common::assert_promtool_clean(&t.metrics_text().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +213,7 @@ async fn a_huge_token_list_costs_a_bounded_memory() {
     assert!(peak <= PEAK_RSS_LIMIT_KIB, "peak RSS {peak} KiB");
     // Every token counted, per-token series capped.
     assert!(common::series_count(&s, "gcore_iam_token_info") <= 100);
-    promtool_check(&t.metrics_text().await);
+    common::assert_promtool_clean(&t.metrics_text().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

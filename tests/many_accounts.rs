@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,23 +116,9 @@ async fn many_accounts_expose_each_family_once_in_both_formats_and_pass_promtool
     from_openmetrics.sort();
     assert!(from_text == from_openmetrics, "the formats differ in their series");
 
-    let Some(promtool) = common::promtool() else {
-        eprintln!("promtool not installed; skipped (scripts/install-tools installs it)");
-        return;
-    };
     // promtool 2.42 (Debian's) lints the Prometheus text format only: given OpenMetrics, it
     // reads a counter's `# HELP x` as the help of `x`, not of `x_total`, and complains. The
     // OpenMetrics body is checked above against the text body, sample for sample.
-    let mut child = std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics: {report}");
+    common::assert_promtool_clean(&text);
     api_shutdown.cancel();
 }

@@ -179,3 +179,24 @@ pub fn promtool() -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// Asserts that `promtool check metrics` finds nothing to say about a text exposition. Does
+/// nothing when promtool is not installed (and GCORE_IAM_REQUIRE_TOOLS is not set).
+pub fn assert_promtool_clean(text: &str) {
+    use std::io::Write;
+    let Some(promtool) = promtool() else {
+        eprintln!("promtool not installed; skipped (scripts/install-tools installs it)");
+        return;
+    };
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics: {report}");
+}
