@@ -182,7 +182,11 @@ impl Config {
                 "--poll.max-concurrent-accounts",
                 cli.max_concurrent_accounts,
             )?)
-            .expect("a u32 fits in a usize"),
+            .map_err(|_| ConfigError::Invalid {
+                flag: "--poll.max-concurrent-accounts",
+                value: cli.max_concurrent_accounts.to_string(),
+                reason: "too large for this machine".into(),
+            })?,
             max_staleness: cli.max_staleness.0,
             web: match &cli.web_config_file {
                 Some(path) => Some(Arc::new(WebConfig::load(path)?)),
