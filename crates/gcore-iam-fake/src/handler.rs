@@ -1,5 +1,5 @@
-//! The HTTP face of the fake: `GET /iam/users`, `GET /iam/clients/me` and
-//! `GET /iam/v2/clients/{clientId}/tokens`, answering as the real API does and applying the
+//! The HTTP face of the fake: `GET /iam/users`, `GET /iam/clients/me`,
+//! `GET /iam/v2/clients/{clientId}/tokens` and `GET /iam/activity_log/logins`, answering as the real API does and applying the
 //! scripted faults (to the users only, with the `faults` feature) in the order documented on
 //! [`super::FakeApi`].
 
@@ -15,7 +15,7 @@ use axum::routing::any;
 use super::pagination::{self, BadQuery, PageRequest};
 use super::tokens::TokenQuery;
 use super::wire::{ACCOUNT_NOT_FOUND, Envelope, FORBIDDEN, NOT_AUTHENTICATED, WireAccount, WireToken};
-use super::{ACCOUNT_PATH, FakeApi, FakeUser, USERS_PATH};
+use super::{ACCOUNT_PATH, FakeApi, FakeUser, LOGINS_PATH, USERS_PATH};
 #[cfg(feature = "faults")]
 use super::{Fault, RecordedRequest, transport::Connection};
 
@@ -28,6 +28,7 @@ pub(crate) fn router(api: FakeApi) -> Router {
         .route(USERS_PATH, any(users))
         .route(ACCOUNT_PATH, any(account))
         .route(TOKENS_ROUTE, any(tokens))
+        .route(LOGINS_PATH, any(logins))
         .fallback(|| async { json(StatusCode::NOT_FOUND, r#"{"detail": "Not found."}"#) })
         .with_state(api)
 }
@@ -108,6 +109,16 @@ async fn tokens(State(api): State<FakeApi>, Path(client_id): Path<String>, reque
         .map(|token| WireToken { token, client_id: account_id })
         .collect();
     serialized(&listed)
+}
+
+/// The login log: recorded, 405, 401, then the page (or the 403/404 a test asked for).
+async fn logins(State(api): State<FakeApi>, request: Request) -> Response {
+    let parts = match admit(&api, request) {
+        Ok(parts) => parts,
+        Err(response) => return *response,
+    };
+    let (status, body) = api.answer_logins(&parts.uri);
+    json(status, &body)
 }
 
 /// The users endpoint of the demo: no faults to apply.

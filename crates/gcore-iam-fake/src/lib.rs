@@ -1,5 +1,6 @@
 //! A built-in fake of the Gcore IAM API, for `--demo` mode and the tests: `GET /iam/users`,
-//! `GET /iam/clients/me` and `GET /iam/v2/clients/{clientId}/tokens`.
+//! `GET /iam/clients/me`, `GET /iam/v2/clients/{clientId}/tokens` and the login log
+//! `GET /iam/activity_log/logins`.
 //!
 //! It keeps the contract of Gcore's OpenAPI for these endpoints: APIKey auth, the
 //! `limit`/`offset` envelope or the bare array, every field of `User`, `ClientBase` and
@@ -11,10 +12,12 @@
 
 mod account;
 mod demo;
+mod demo_logins;
 mod evolution;
 #[cfg(feature = "faults")]
 mod fault;
 mod handler;
+mod logins;
 mod pagination;
 mod tokens;
 #[cfg(feature = "faults")]
@@ -24,9 +27,7 @@ mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-#[cfg(feature = "faults")]
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub use account::{FakeAccount, FakeToken, FakeTokenIssuer, rfc3339};
 #[cfg(feature = "faults")]
 pub use fault::Fault;
+pub use logins::FakeLogin;
 pub use user::{
     ADMINISTRATORS, DEFAULT_CLIENT, ENGINEERS, FakeGroup, FakeUser, IAM_GROUPS, PURGE_API, PURGE_API_WEB, USERS,
 };
@@ -52,6 +54,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const USERS_PATH: &str = "/iam/users";
 /// The path of the account endpoint.
 pub const ACCOUNT_PATH: &str = "/iam/clients/me";
+/// The path of the login log.
+pub const LOGINS_PATH: &str = "/iam/activity_log/logins";
 
 /// One request the fake received on one of its endpoints.
 #[cfg(feature = "faults")]
@@ -93,7 +97,8 @@ pub struct RecordedRequest {
 /// a missing or wrong key 401; on the tokens endpoint, 403 while
 /// [`set_tokens_forbidden`](Self::set_tokens_forbidden) is on (a key that is not an
 /// administrator's), 404 for a `clientId` other than the account's, 400 for a bad query; then
-/// the account, or the bare array of tokens.
+/// the account, or the bare array of tokens. `/iam/activity_log/logins` is recorded, then 405,
+/// 401, the 403 or 404 a test switched on, 400 for a bad query, then a page of the log.
 #[derive(Clone)]
 pub struct FakeApi {
     shared: Arc<Shared>,
@@ -106,6 +111,7 @@ struct Shared {
     account: RwLock<FakeAccount>,
     tokens: RwLock<Arc<Vec<FakeToken>>>,
     tokens_forbidden: AtomicBool,
+    logins: Mutex<logins::LoginLog>,
     #[cfg(feature = "faults")]
     faults: Mutex<FaultPlan>,
     /// Unbounded, hence test-only.
@@ -124,6 +130,7 @@ impl FakeApi {
                 account: RwLock::new(FakeAccount::new(DEFAULT_CLIENT)),
                 tokens: RwLock::default(),
                 tokens_forbidden: AtomicBool::new(false),
+                logins: Mutex::default(),
                 #[cfg(feature = "faults")]
                 faults: Mutex::default(),
                 #[cfg(feature = "faults")]
@@ -143,12 +150,16 @@ impl FakeApi {
     /// user, one never used, one unused for 120 days, one expired, and token 42 (the demo key
     /// `42_...` is its secret, so it is the exporter's own) expiring in 5 days. One more token,
     /// deleted, is listed only with `?deleted=false`.
+    ///
+    /// Its login log holds a plausible history (most users logged in within days, some never,
+    /// at least one administrator not for more than 90 days); the evolution adds events to it.
     pub fn demo(api_key: impl Into<String>, seed: u64) -> Self {
         let users = demo::population(seed);
         let tokens = demo::tokens(&users, std::time::SystemTime::now());
         let api = Self::new(api_key, users);
         api.set_account(demo::account());
         api.set_tokens(tokens);
+        api.push_logins(demo_logins::history(&api.users(), std::time::SystemTime::now(), &mut login_rng(seed)));
         api
     }
 
@@ -188,6 +199,34 @@ impl FakeApi {
     /// administrator's. `/iam/users` and `/iam/clients/me` are not affected.
     pub fn set_tokens_forbidden(&self, forbidden: bool) {
         self.shared.tokens_forbidden.store(forbidden, Ordering::Relaxed);
+    }
+
+    /// Appends events to the login log in the order they happened: the last one becomes the
+    /// newest, served first.
+    pub fn push_logins(&self, events: impl IntoIterator<Item = FakeLogin>) {
+        lock(&self.shared.logins).push(events);
+    }
+
+    /// Appends `events` (as [`push_logins`](Self::push_logins) does) once the login log has
+    /// answered `pages` more pages: a log that grows at its head while a client pages it, so
+    /// that every later offset shifts.
+    pub fn push_logins_after(&self, pages: u64, events: Vec<FakeLogin>) {
+        lock(&self.shared.logins).push_after(pages, events);
+    }
+
+    /// The login log, oldest event first.
+    pub fn logins(&self) -> Vec<FakeLogin> {
+        lock(&self.shared.logins).events().to_vec()
+    }
+
+    /// While on, the login log answers 403, as for a key that may not read it.
+    pub fn set_logins_forbidden(&self, forbidden: bool) {
+        lock(&self.shared.logins).set_status(forbidden.then_some(axum::http::StatusCode::FORBIDDEN));
+    }
+
+    /// While on, the login log answers 404, as an API without the endpoint would.
+    pub fn set_logins_not_found(&self, not_found: bool) {
+        lock(&self.shared.logins).set_status(not_found.then_some(axum::http::StatusCode::NOT_FOUND));
     }
 
     #[cfg(feature = "faults")]
@@ -270,13 +309,16 @@ impl FakeApi {
     /// Demo mode: every `period`, one small random change (invite a user, who starts
     /// non-activated; activate one; toggle someone's 2FA; delete one; add a group membership),
     /// never leaving zero non-deleted administrators without 2FA nor zero non-activated users.
-    /// The sequence is the same for the same seed and starting users. Stops on `shutdown`.
+    /// The sequence is the same for the same seed and starting users. Each period also adds to
+    /// the login log: logins by recently active users, now and then a failed one, sometimes a
+    /// burst of 30 failures for one user, rarely a login by a deleted user. Stops on `shutdown`.
     pub fn spawn_evolution(&self, period: Duration, seed: u64, shutdown: CancellationToken) -> JoinHandle<()> {
         let api = self.clone();
         // A zero period would make `interval` panic; a millisecond is already a blur.
         let period = period.max(Duration::from_millis(1));
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
+            let mut logins = login_rng(seed);
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -285,6 +327,7 @@ impl FakeApi {
                     _ = ticks.tick() => {
                         let change = api.evolve(&mut rng);
                         tracing::debug!(?change, "fake API: users changed");
+                        api.evolve_logins(&mut logins);
                     }
                 }
             }
@@ -295,6 +338,17 @@ impl FakeApi {
         let mut guard = self.shared.users.write().unwrap_or_else(PoisonError::into_inner);
         // Copies the list only if a request is still serializing the old snapshot.
         evolution::step(Arc::make_mut(&mut guard), rng)
+    }
+
+    /// The demo's login events of one step (kept apart from [`Self::evolve`], the users' side).
+    fn evolve_logins(&self, rng: &mut StdRng) {
+        let users = self.snapshot();
+        let change = demo_logins::step(&users, &mut lock(&self.shared.logins), std::time::SystemTime::now(), rng);
+        tracing::debug!(?change, "fake API: login log grew");
+    }
+
+    pub(crate) fn answer_logins(&self, uri: &axum::http::Uri) -> (axum::http::StatusCode, String) {
+        lock(&self.shared.logins).answer(uri)
     }
 
     fn snapshot(&self) -> Arc<Vec<FakeUser>> {
@@ -347,8 +401,13 @@ impl std::fmt::Debug for FakeApi {
     }
 }
 
+/// The login log's random draws, apart from the users' so that their sequence for a seed
+/// does not depend on the login log.
+fn login_rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ 0x6c6f_6769_6e73)
+}
+
 /// A panicking test must not turn every later request into a second panic.
-#[cfg(feature = "faults")]
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -453,3 +453,37 @@ async fn evolution_changes_users_periodically_and_stops_on_shutdown() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn login_log_is_paged_newest_first_and_refuses_as_asked() {
+    let api = FakeApi::new(KEY, users(2));
+    api.push_logins((1..=4).map(|id| FakeLogin::new(id, 1)));
+    let page = get(&api, "/iam/activity_log/logins?limit=3&offset=0").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = page.json();
+    assert_eq!(body["count"], 4);
+    let ids: Vec<u64> = body["result"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [4, 3, 2]);
+    assert_eq!(send(&api, "GET", LOGINS_PATH, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&api, "POST", LOGINS_PATH, Some(&format!("APIKey {KEY}"))).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    api.set_logins_forbidden(true);
+    assert_eq!(get(&api, LOGINS_PATH).await.status, StatusCode::FORBIDDEN);
+    api.set_logins_not_found(true);
+    assert_eq!(get(&api, LOGINS_PATH).await.status, StatusCode::NOT_FOUND);
+    api.set_logins_forbidden(false);
+    assert_eq!(get(&api, LOGINS_PATH).await.status, StatusCode::OK);
+    assert_eq!(api.logins().len(), 4);
+}
+
+#[tokio::test]
+async fn demo_api_serves_a_login_history() {
+    let api = FakeApi::demo(KEY, 11);
+    let page = get(&api, "/iam/activity_log/logins?limit=5").await.json();
+    assert_eq!(page["count"], api.logins().len());
+    assert!(api.logins().len() > 300);
+    let newest = api.logins().last().unwrap().id;
+    assert_eq!(page["result"][0]["id"], newest);
+}
