@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod error_chain;
 pub mod gcore;
 pub mod http;
+pub mod idset;
 pub mod logging;
 pub mod metrics;
 pub mod poller;
