@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod error_chain;
 pub mod gcore;
 pub mod http;
+pub mod idset;
 pub mod logging;
 pub mod metrics;
 pub mod poller;
@@ -133,6 +134,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let app = http::app(state, config.web.as_deref());
     let tls = config.web.as_ref().and_then(|w| w.tls.clone());
     info!(address = %local_addr, path = %config.telemetry_path, accounts = board.len(),
+        shard = format!("{}/{}", config.shard.index, config.shard.count),
         interval_s = config.poll_interval.as_secs(), max_concurrent_polls = config.max_concurrent_accounts.get(), tls = tls.is_some(), version = VERSION, revision = REVISION, "serving metrics");
 
     let limits = config.server_limits.clone();

@@ -5,10 +5,9 @@
 //! value is bounded: known values are always present (at 0), and values the API adds later are
 //! exported under their own name up to [`MAX_UNKNOWN_VALUES`] per label, then as `other`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use roaring::RoaringBitmap;
+use crate::idset::IdSet;
 
 /// How many distinct unknown values one label may take before the rest become `other`.
 pub const MAX_UNKNOWN_VALUES: usize = 20;
@@ -197,6 +196,35 @@ pub struct Snapshot {
     pub fetched_users: u64,
     /// The `count` the API reported on the last page of the poll.
     pub reported_users: u64,
+    /// Who is who, by id, for what compares two polls or joins another source by user id.
+    pub index: UserIndex,
+}
+
+/// The users of one complete poll by id: what the change counters and the last-login buckets
+/// need, and nothing more (no names, no e-mails). Deleted users are in `deleted` only, every
+/// other set holds non-deleted users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserIndex {
+    pub active: IdSet,
+    pub deleted: IdSet,
+    /// Users with two-step verification on.
+    pub two_fa: IdSet,
+    /// Users who confirmed their e-mail.
+    pub activated: IdSet,
+    /// The members of each group, in the order of the `gcore_iam_group_members` series. A user
+    /// listed twice in one group is one member.
+    pub groups: Vec<(GroupLabel, IdSet)>,
+}
+
+impl UserIndex {
+    /// Heap bytes held by the sets, for the memory figures of the README.
+    pub fn heap_bytes(&self) -> usize {
+        [&self.active, &self.deleted, &self.two_fa, &self.activated]
+            .into_iter()
+            .chain(self.groups.iter().map(|(_, ids)| ids))
+            .map(IdSet::heap_bytes)
+            .sum()
+    }
 }
 
 /// Accumulates users while a poll runs; de-duplicates them by id (the same user can appear on
@@ -216,7 +244,11 @@ pub struct UserAggregator {
     auth_types: Vocabulary,
     /// Per auth type, indexed by `two_fa`.
     auth_counts: Vec<[u64; 2]>,
-    deleted: u64,
+    deleted: IdSet,
+    two_fa: IdSet,
+    activated: IdSet,
+    /// Per group (same index as `group_counts`), its members.
+    group_members: Vec<IdSet>,
     duplicates: u64,
 }
 
@@ -243,7 +275,10 @@ impl UserAggregator {
             group_counts: vec![[0; 4]; KNOWN_GROUPS.len()],
             auth_types: Vocabulary::new(&KNOWN_AUTH_TYPES),
             auth_counts: vec![[0; 2]; KNOWN_AUTH_TYPES.len()],
-            deleted: 0,
+            deleted: IdSet::default(),
+            two_fa: IdSet::default(),
+            activated: IdSet::default(),
+            group_members: vec![IdSet::default(); KNOWN_GROUPS.len()],
             duplicates: 0,
         }
     }
@@ -274,13 +309,26 @@ impl UserAggregator {
             return None;
         }
         if user.deleted {
-            self.deleted += 1;
+            self.deleted.insert(user.id);
             return None;
+        }
+        if user.two_fa {
+            self.two_fa.insert(user.id);
+        }
+        if user.activated {
+            self.activated.insert(user.id);
         }
         let t = self.user_types.index(user.user_type);
         grow(&mut self.user_counts, t);
         self.user_counts[t][flags(user)] += 1;
-        Some(UserCounter { aggregator: self, two_fa: user.two_fa, activated: user.activated, groups: 0, auth_types: 0 })
+        Some(UserCounter {
+            aggregator: self,
+            id: user.id,
+            two_fa: user.two_fa,
+            activated: user.activated,
+            groups: 0,
+            auth_types: 0,
+        })
     }
 
     /// Distinct users seen so far, deleted included.
@@ -330,53 +378,33 @@ impl UserAggregator {
             }
         }
         let fetched_users = self.seen.len();
+        let mut members = self.group_members;
+        members.resize_with(self.groups.groups.len(), IdSet::default);
+        let mut index = UserIndex {
+            active: self.seen.difference(&self.deleted),
+            deleted: self.deleted,
+            two_fa: self.two_fa,
+            activated: self.activated,
+            groups: self.groups.groups.into_iter().map(|(_, label)| label).zip(members).collect(),
+        };
+        index.active.shrink();
         Snapshot {
-            active_users: fetched_users - self.deleted,
+            active_users: index.active.len(),
             users,
             groups,
             auth_types,
-            deleted_users: self.deleted,
+            deleted_users: index.deleted.len(),
             fetched_users,
             reported_users,
+            index,
         }
-    }
-}
-
-/// The user ids of one poll. Ids that fit 32 bits (Gcore's do) go to a compressed bitmap: a few
-/// bits an id when they are dense, and at most about 10 bytes an id plus 6 MiB of containers
-/// however they are spread. Larger ids go to a hash set, 9 to 18 bytes an id: a compressed
-/// 64-bit bitmap would cost some 250 bytes an id for ids spread over the 64-bit range, and the
-/// ids come from the network.
-#[derive(Debug, Default)]
-struct IdSet {
-    small: RoaringBitmap,
-    large: HashSet<u64>,
-}
-
-impl IdSet {
-    /// Adds an id; false if it was already there.
-    fn insert(&mut self, id: u64) -> bool {
-        match u32::try_from(id) {
-            Ok(small) => self.small.insert(small),
-            Err(_) => self.large.insert(id),
-        }
-    }
-
-    fn contains(&self, id: u64) -> bool {
-        match u32::try_from(id) {
-            Ok(small) => self.small.contains(small),
-            Err(_) => self.large.contains(&id),
-        }
-    }
-
-    fn len(&self) -> u64 {
-        self.small.len() + self.large.len() as u64
     }
 }
 
 /// Counts the groups and auth types of one new, non-deleted user ([`UserAggregator::begin`]).
 pub struct UserCounter<'a> {
     aggregator: &'a mut UserAggregator,
+    id: u64,
     two_fa: bool,
     activated: bool,
     /// The group and auth type indices already counted for this user: a group or auth type
@@ -396,6 +424,11 @@ impl UserCounter<'_> {
         let counts = &mut self.aggregator.group_counts;
         grow(counts, g);
         counts[g][usize::from(self.two_fa) << 1 | usize::from(self.activated)] += 1;
+        let members = &mut self.aggregator.group_members;
+        if members.len() <= g {
+            members.resize_with(g + 1, IdSet::default);
+        }
+        members[g].insert(self.id);
     }
 
     pub fn auth_type(&mut self, auth_type: &str) {
@@ -449,18 +482,6 @@ mod tests {
     }
 
     #[test]
-    fn ids_of_every_size_are_counted_once() {
-        let mut ids = IdSet::default();
-        for id in [0, 1, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX, 12_345] {
-            assert!(ids.insert(id), "{id} is new");
-            assert!(!ids.insert(id), "{id} is known");
-            assert!(ids.contains(id));
-        }
-        assert_eq!(ids.len(), 6);
-        assert!(!ids.contains(7) && !ids.contains(u64::MAX - 1));
-    }
-
-    #[test]
     fn empty_poll_exports_every_known_combination_at_zero() {
         let s = UserAggregator::new().finish(0);
         assert_eq!(s.users.len(), 3 * 16);
@@ -508,6 +529,32 @@ mod tests {
         assert_eq!(auth("github"), 1);
         assert_eq!(auth("sso"), 1);
         assert_eq!(auth("google-oauth2"), 0);
+    }
+
+    #[test]
+    fn index_holds_each_users_id_in_the_sets_it_belongs_to() {
+        let mut agg = UserAggregator::new();
+        agg.add(&UserFacts { two_fa: false, ..user(1) }, [admin(), admin()], ["password"]);
+        agg.add(&UserFacts { activated: false, ..user(2) }, [GroupRef { id: Some(77), name: Some("Auditors") }], []);
+        agg.add(&UserFacts { deleted: true, ..user(3) }, [admin()], ["password"]);
+        agg.add(&user(u64::MAX), [admin()], []);
+        let index = agg.finish(4).index;
+
+        let ids = |set: &IdSet| {
+            let mut v: Vec<u64> = set.iter().collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(ids(&index.active), [1, 2, u64::MAX]);
+        assert_eq!(ids(&index.deleted), [3]);
+        assert_eq!(ids(&index.two_fa), [2, u64::MAX]);
+        assert_eq!(ids(&index.activated), [1, u64::MAX]);
+        let group = |id: &str| index.groups.iter().find(|(g, _)| &*g.id == id).map(|(_, m)| ids(m));
+        // Deleted users are members of nothing; every known group is there, empty or not.
+        assert_eq!(group("1"), Some(vec![1, u64::MAX]));
+        assert_eq!(group("77"), Some(vec![2]));
+        assert_eq!(group("2"), Some(vec![]));
+        assert_eq!(index.groups.len(), KNOWN_GROUPS.len() + 1);
     }
 
     #[test]

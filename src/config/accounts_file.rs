@@ -16,6 +16,28 @@ use crate::secret::ApiKey;
 /// Past it, split the accounts over several exporters (README, "Several accounts").
 pub const MAX_ACCOUNTS: usize = 2000;
 
+/// Which share of the accounts file this exporter polls (`--config.shard-index`/`-count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// The whole file.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Whether the account named `name` is this shard's: its name's 64-bit FNV-1a hash modulo
+    /// the count. The hash is part of the contract (README): replicas of different versions
+    /// must agree on who polls what, so it is spelled out here rather than taken from the
+    /// standard library, whose hasher may change between releases.
+    pub fn holds(self, name: &str) -> bool {
+        let hash =
+            name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        hash % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AccountsFile {
@@ -31,12 +53,16 @@ struct AccountEntry {
     api_key_env: Option<String>,
 }
 
-/// Reads and checks the accounts file. `default_url` is `--gcore.api-url`; `env` looks up the
-/// `api_key_env` variables.
+/// Reads and checks the accounts file and returns the accounts of `shard`. `default_url` is
+/// `--gcore.api-url`; `env` looks up the `api_key_env` variables.
+///
+/// Every entry is checked (names, URLs, key sources), so that all replicas agree the file is
+/// valid; only the shard's own keys are read, so a replica needs only its accounts' secrets.
 pub fn read_accounts_file(
     path: &Path,
     default_url: &Url,
     env: &dyn Fn(&str) -> Option<String>,
+    shard: Shard,
 ) -> Result<Vec<AccountConfig>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ConfigError::ConfigFileRead { path: path.to_path_buf(), source })?;
@@ -50,10 +76,12 @@ pub fn read_accounts_file(
             "more than {MAX_ACCOUNTS} accounts; split them over several exporters (README: Several accounts)"
         )));
     }
-    let mut accounts = Vec::with_capacity(parsed.accounts.len());
+    let listed = parsed.accounts.len();
+    let mut names = std::collections::HashSet::with_capacity(listed);
+    let mut accounts = Vec::with_capacity(listed);
     for entry in parsed.accounts {
         account_name(&entry.name).map_err(|reason| file_error(format!("account name {:?}: {reason}", entry.name)))?;
-        if accounts.iter().any(|a: &AccountConfig| a.name == entry.name) {
+        if !names.insert(entry.name.clone()) {
             return Err(file_error(format!("account {:?} is listed twice", entry.name)));
         }
         let api_url = match &entry.api_url {
@@ -64,6 +92,7 @@ pub fn read_accounts_file(
             None => default_url.clone(),
         };
         let key = match (entry.api_key_file, entry.api_key_env) {
+            (Some(_), None) | (None, Some(_)) if !shard.holds(&entry.name) => continue,
             (Some(file), None) => {
                 // Relative key paths are relative to the config file, not to the working directory.
                 let file = match path.parent() {
@@ -88,6 +117,13 @@ pub fn read_accounts_file(
             }
         };
         accounts.push(AccountConfig { name: entry.name, api_url, key });
+    }
+    if accounts.is_empty() {
+        // An exporter polling nothing would look healthy while covering no account.
+        return Err(file_error(format!(
+            "shard {} of {} holds none of the {listed} accounts; use fewer shards",
+            shard.index, shard.count
+        )));
     }
     Ok(accounts)
 }

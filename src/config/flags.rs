@@ -14,6 +14,9 @@ use url::Url;
 /// and is not used by any well-known exporter.
 pub const DEFAULT_PORT: u16 = 19471;
 
+/// The most exporters one accounts file can be split over (as many as accounts it may hold).
+pub const MAX_SHARDS: u32 = super::accounts_file::MAX_ACCOUNTS as u32;
+
 /// Name of the single account configured without a config file.
 pub const DEFAULT_ACCOUNT: &str = "default";
 
@@ -106,6 +109,18 @@ pub struct Cli {
     /// YAML file listing several accounts (see README); replaces the single-account flags.
     #[arg(long = "config.file", env = "GCORE_IAM_EXPORTER_CONFIG_FILE", value_name = "FILE", help_heading = GCORE)]
     pub config_file: Option<PathBuf>,
+
+    /// With --config.shard-count: which share of the accounts file this exporter polls, from 0
+    /// (a StatefulSet can pass its pod index).
+    #[arg(long = "config.shard-index", env = "GCORE_IAM_EXPORTER_SHARD_INDEX", default_value = "0", value_name = "INDEX",
+        value_parser = clap::value_parser!(u32).range(0..MAX_SHARDS as i64), help_heading = GCORE)]
+    pub shard_index: u32,
+
+    /// Split the accounts file over this many exporters: each polls the accounts whose name
+    /// hashes to its --config.shard-index, so one file serves every replica.
+    #[arg(long = "config.shard-count", env = "GCORE_IAM_EXPORTER_SHARD_COUNT", default_value = "1", value_name = "COUNT",
+        value_parser = clap::value_parser!(u32).range(1..=MAX_SHARDS as i64), help_heading = GCORE)]
+    pub shard_count: u32,
 
     /// Users asked for per page (the `limit` query parameter), 1 to 1000.
     #[arg(long = "gcore.page-size", env = "GCORE_IAM_EXPORTER_PAGE_SIZE", default_value = "100",

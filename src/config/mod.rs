@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
-pub use accounts_file::MAX_ACCOUNTS;
+pub use accounts_file::{MAX_ACCOUNTS, Shard};
 pub use flags::{Cli, DEFAULT_ACCOUNT, DEFAULT_PORT, LogFormat, MaxStaleness};
 
 use crate::http::server::ServerLimits;
@@ -128,6 +128,8 @@ pub struct Config {
     pub client: ClientSettings,
     /// Empty in demo mode: the demo account is made once the fake API is listening.
     pub accounts: Vec<AccountConfig>,
+    /// The share of the accounts file that `accounts` holds.
+    pub shard: Shard,
     pub demo: bool,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
@@ -153,11 +155,26 @@ impl Config {
             concurrency: nonzero("--gcore.concurrency", cli.concurrency)?,
             max_users: cli.max_users,
         };
+        let shard = Shard { index: cli.shard_index, count: cli.shard_count };
+        if shard.index >= shard.count {
+            return Err(ConfigError::Invalid {
+                flag: "--config.shard-index",
+                value: shard.index.to_string(),
+                reason: format!("must be below --config.shard-count ({})", shard.count),
+            });
+        }
+        if shard != Shard::ALL && cli.config_file.is_none() {
+            return Err(ConfigError::Invalid {
+                flag: "--config.shard-count",
+                value: shard.count.to_string(),
+                reason: "sharding splits an accounts file: it needs --config.file".into(),
+            });
+        }
         let accounts = if demo {
             Vec::new()
         } else if let Some(path) = &cli.config_file {
             let default_url = parse_api_url(&cli.api_url)?;
-            accounts_file::read_accounts_file(path, &default_url, env)?
+            accounts_file::read_accounts_file(path, &default_url, env, shard)?
         } else {
             let api_url = parse_api_url(&cli.api_url)?;
             let key = match (&cli.api_key_file, env("GCORE_API_KEY")) {
@@ -196,6 +213,7 @@ impl Config {
             collectors: Collectors { account: cli.collector_account, tokens: cli.collector_tokens },
             client,
             accounts,
+            shard,
             demo,
             log_level: cli.log_level,
             log_format: cli.log_format,
@@ -388,6 +406,88 @@ mod tests {
         let path = file(MAX_ACCOUNTS + 1);
         let err = config(&["--config.file", path.to_str().unwrap()], &[("K", "42_k")]).unwrap_err().to_string();
         assert!(err.contains("several exporters"), "{err}");
+    }
+
+    #[test]
+    fn shards_split_one_accounts_file_without_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.yaml");
+        let entries: String = (0..200).map(|i| format!("  - name: customer-{i}\n    api_key_env: K{i}\n")).collect();
+        std::fs::write(&path, format!("accounts:\n{entries}")).unwrap();
+        let keys: Vec<(String, String)> = (0..200).map(|i| (format!("K{i}"), format!("42_key{i}"))).collect();
+        let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let file = path.to_str().unwrap();
+        let shard = |index: &str, count: &str, keys: &[(&str, &str)]| {
+            config(&["--config.file", file, "--config.shard-index", index, "--config.shard-count", count], keys)
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for index in ["0", "1", "2"] {
+            let c = shard(index, "3", &keys).unwrap();
+            assert_eq!(c.shard, Shard { index: index.parse().unwrap(), count: 3 });
+            // Roughly a third each: the hash spreads the names.
+            assert!((40..=93).contains(&c.accounts.len()), "shard {index}: {}", c.accounts.len());
+            seen.extend(c.accounts.iter().map(|a| a.name.clone()));
+        }
+        seen.sort();
+        let mut all: Vec<String> = (0..200).map(|i| format!("customer-{i}")).collect();
+        all.sort();
+        assert_eq!(seen, all, "every account in exactly one shard");
+
+        // A replica needs only its own accounts' keys.
+        let ours = shard("1", "3", &keys).unwrap();
+        let only_ours: Vec<(&str, &str)> = keys
+            .iter()
+            .copied()
+            .filter(|(k, _)| ours.accounts.iter().any(|a| format!("K{}", &a.name[9..]) == *k))
+            .collect();
+        assert_eq!(shard("1", "3", &only_ours).unwrap().accounts.len(), ours.accounts.len());
+        assert!(shard("0", "3", &only_ours).is_err());
+    }
+
+    #[test]
+    fn shard_hash_is_the_documented_fnv_1a() {
+        // Shards computed apart (FNV-1a 64 of "acme" is 0x0724_d383_f4f6_de0f, 3 modulo 7), pinned
+        // so that a change of hash, which would move accounts between replicas of different
+        // versions, fails here.
+        let placed: Vec<u32> = ["acme", "beta", "customer-1", ""]
+            .iter()
+            .map(|n| (0..7).find(|&i| Shard { index: i, count: 7 }.holds(n)).unwrap())
+            .collect();
+        assert_eq!(placed, [3, 5, 6, 2]);
+        assert!(["acme", "beta", ""].iter().all(|n| Shard::ALL.holds(n)));
+    }
+
+    #[test]
+    fn bad_shards_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.yaml");
+        std::fs::write(&path, "accounts:\n  - name: acme\n    api_key_env: K\n").unwrap();
+        let file = path.to_str().unwrap();
+        let key = [("K", "42_k"), ("GCORE_API_KEY", "42_k")];
+        for (args, needle) in [
+            (
+                vec!["--config.file", file, "--config.shard-index", "3", "--config.shard-count", "3"],
+                "--config.shard-index",
+            ),
+            (vec!["--config.file", file, "--config.shard-count", "0"], "--config.shard-count"),
+            (
+                vec!["--config.file", file, "--config.shard-index=-1", "--config.shard-count", "2"],
+                "--config.shard-index",
+            ),
+            (vec!["--config.shard-index", "1", "--config.shard-count", "2"], "needs --config.file"),
+        ] {
+            let err = config(&args, &key).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        // One account and two shards: one of them holds nothing, which is refused.
+        let empty = (0..2).map(|i| i.to_string()).find(|i| {
+            config(&["--config.file", file, "--config.shard-index", i, "--config.shard-count", "2"], &key).is_err()
+        });
+        let i = empty.expect("one shard of two is empty");
+        let err = config(&["--config.file", file, "--config.shard-index", &i, "--config.shard-count", "2"], &key)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds none of the 1 accounts"), "{err}");
     }
 
     #[test]
