@@ -13,6 +13,7 @@ pub mod gcore;
 pub mod http;
 pub mod idset;
 pub mod logging;
+pub mod logins;
 pub mod metrics;
 pub mod poller;
 pub mod schedule;
