@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::credentials::{AccountInfo, TokenSnapshot};
 use crate::gcore::Reason;
+use crate::logins::LoginSnapshot;
 use crate::snapshot::Snapshot;
 
 /// How the last poll of an account ended.
@@ -27,11 +28,12 @@ pub struct PollFailure {
     pub message: String,
 }
 
-/// The state of an optional collector (account info, tokens) at the last poll.
+/// The state of an optional collector (account info, tokens, login log) at the last poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CollectorState {
     Ok,
-    /// The key may not read this (e.g. tokens with a non-administrator's key).
+    /// The key may not read this (e.g. tokens with a non-administrator's key), or (login log)
+    /// the API does not serve it.
     Forbidden,
     Failing,
     Disabled,
@@ -59,6 +61,9 @@ pub struct Credentials {
     /// `None` until the collector has run once (or is known to be disabled).
     pub account_state: Option<CollectorState>,
     pub tokens_state: Option<CollectorState>,
+    /// The login log as read so far; `None` until a page of it was read, and while forbidden.
+    pub logins: Option<Arc<LoginSnapshot>>,
+    pub logins_state: Option<CollectorState>,
 }
 
 /// What is known of one account right now.

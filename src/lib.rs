@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::board::Board;
 use crate::config::Config;
 use crate::gcore::{GcoreClient, build_http_client};
+use crate::logins::LoginTracker;
 use crate::metrics::Metrics;
 use crate::poller::{AccountPoller, ForbiddenUntil};
 use crate::schedule::{PollSlots, first_poll_delay};
@@ -121,6 +122,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             max_staleness: config.max_staleness,
             collectors: config.collectors,
             forbidden_until: ForbiddenUntil::default(),
+            logins: LoginTracker::new(u64::from(config.client.page_size.get())),
             count_differed: false,
             board: board.clone(),
             metrics: metrics.clone(),

@@ -456,6 +456,11 @@ impl LoginTracker {
         self.seen.evict(self.polls);
     }
 
+    /// Whether a page of the log was read: from then on the series exist.
+    pub fn has_read(&self) -> bool {
+        self.baseline_taken
+    }
+
     /// Whether parts of the log are still to read (the first read of a long log, or a burst
     /// larger than one poll's pages).
     pub fn behind(&self) -> bool {

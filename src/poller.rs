@@ -13,9 +13,11 @@ use crate::config::{Collectors, KeySource};
 use crate::credentials::own_token_id;
 use crate::error_chain::Chain;
 use crate::gcore::{FetchError, GcoreClient, Reason};
+use crate::logins::LoginTracker;
 use crate::metrics::{AccountCounters, Metrics};
 use crate::schedule::PollSlots;
 use crate::secret::ApiKey;
+use crate::snapshot::Snapshot;
 
 /// After a 403, an optional collector is asked again only this much later: the key may have
 /// been replaced by an administrator's meanwhile, but every poll need not hear "no" again.
@@ -36,8 +38,12 @@ pub struct AccountPoller {
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
     pub counters: AccountCounters,
-    /// Until when the account and tokens endpoints are not asked again after a 403.
+    /// Until when the account, tokens and login log endpoints are not asked again after a 403
+    /// (or, for the login log, a 404).
     pub forbidden_until: ForbiddenUntil,
+    /// What the login log told so far; lives as long as the exporter (its counters start at 0
+    /// with it).
+    pub logins: LoginTracker,
     /// Whether the last successful poll's users differed from the API's `count`, so that the
     /// difference is logged once when it starts, not at every poll.
     pub count_differed: bool,
@@ -52,6 +58,7 @@ pub struct AccountPoller {
 pub struct ForbiddenUntil {
     pub account: Option<Instant>,
     pub tokens: Option<Instant>,
+    pub logins: Option<Instant>,
 }
 
 /// An optional collector, for its logs and its pause after a 403.
@@ -59,6 +66,7 @@ pub struct ForbiddenUntil {
 enum Optional {
     Account,
     Tokens,
+    Logins,
 }
 
 impl Optional {
@@ -66,6 +74,7 @@ impl Optional {
         match self {
             Optional::Account => "account",
             Optional::Tokens => "tokens",
+            Optional::Logins => "logins",
         }
     }
 }
@@ -114,7 +123,11 @@ impl AccountPoller {
         };
         let previous = self.board.get(self.index);
         let credentials = match (&outcome, &key) {
-            (Ok(_), Ok(key)) => self.poll_credentials(key, deadline, &previous.credentials).await,
+            (Ok(snapshot), Ok(key)) => {
+                let mut next = self.poll_credentials(key, deadline, &previous.credentials).await;
+                self.poll_logins(key, deadline, snapshot, &mut next).await;
+                next
+            }
             _ => previous.credentials.clone(),
         };
         let duration = started.elapsed();
@@ -245,6 +258,44 @@ impl AccountPoller {
         next
     }
 
+    /// The login log, after a successful users poll (its buckets are the users of that poll).
+    /// A failure here never fails the poll of the users; the pages read before it still count.
+    async fn poll_logins(&mut self, key: &ApiKey, deadline: Instant, users: &Snapshot, next: &mut Credentials) {
+        if !self.collectors.logins {
+            next.logins_state = Some(CollectorState::Disabled);
+            next.logins = None;
+            return;
+        }
+        if self.forbidden_until.logins.is_some_and(|until| Instant::now() < until) {
+            return;
+        }
+        let counters = self.counters.clone();
+        let on_request = move |result| counters.request_finished(result);
+        let read = self.client.fetch_logins(key, &mut self.logins, &users.index.deleted, deadline, &on_request).await;
+        match read {
+            Ok(read) => {
+                self.forbidden_until.logins = None;
+                next.logins_state = Some(CollectorState::Ok);
+                debug!(account = %self.name, pages = read.pages, events = read.events, new = read.new,
+                    behind = read.behind, "login log read");
+            }
+            Err(e) => {
+                let state = self.collector_failed(Optional::Logins, &e, next.logins_state);
+                next.logins_state = Some(state);
+                if state == CollectorState::Forbidden {
+                    next.logins = None;
+                    return;
+                }
+            }
+        }
+        if self.logins.has_read() {
+            let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            self.logins.forget_departed(&users.index, now);
+            next.logins = Some(Arc::new(self.logins.snapshot(&users.index, now)));
+        }
+    }
+
     fn collector_failed(
         &mut self,
         which: Optional,
@@ -252,10 +303,16 @@ impl AccountPoller {
         previous: Option<CollectorState>,
     ) -> CollectorState {
         let collector = which.name();
-        let state =
-            if matches!(error, FetchError::Forbidden) { CollectorState::Forbidden } else { CollectorState::Failing };
+        // An API without the login log (404) is no more worth asking at every poll than a key
+        // that may not read it.
+        let refused = matches!(error, FetchError::Forbidden)
+            || (matches!(which, Optional::Logins) && matches!(error, FetchError::Client(404)));
+        let state = if refused { CollectorState::Forbidden } else { CollectorState::Failing };
         if previous != Some(state) {
-            if state == CollectorState::Forbidden {
+            if state == CollectorState::Forbidden && matches!(which, Optional::Logins) {
+                warn!(account = %self.name, collector, recheck_s = FORBIDDEN_RECHECK.as_secs(), reason = error.reason().as_str(),
+                    "the login log is refused (403) or not served (404); collector paused, users are still polled");
+            } else if state == CollectorState::Forbidden {
                 warn!(account = %self.name, collector, recheck_s = FORBIDDEN_RECHECK.as_secs(),
                     "the key may not read this (403 Forbidden; tokens need an administrator's key); collector paused, users are still polled");
             } else {
@@ -268,6 +325,7 @@ impl AccountPoller {
             match which {
                 Optional::Account => self.forbidden_until.account = until,
                 Optional::Tokens => self.forbidden_until.tokens = until,
+                Optional::Logins => self.forbidden_until.logins = until,
             }
         }
         state

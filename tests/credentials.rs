@@ -49,7 +49,7 @@ fn token(s: &[Sample], name: &str, id: &str) -> f64 {
 #[tokio::test]
 async fn account_and_tokens_exact_values() {
     let api = api();
-    let (exporter, _api) = start(&api, Collectors { account: true, tokens: true }).await;
+    let (exporter, _api) = start(&api, Collectors { account: true, tokens: true, logins: false }).await;
     let s = exporter.scrape_until(Duration::from_secs(10), |s| state(s, "tokens", "ok") == 1.0).await;
 
     assert_eq!(
@@ -94,7 +94,7 @@ async fn account_and_tokens_exact_values() {
 async fn a_forbidden_token_list_pauses_the_collector_and_users_go_on() {
     let api = api();
     api.set_tokens_forbidden(true);
-    let (exporter, _api) = start(&api, Collectors { account: true, tokens: true }).await;
+    let (exporter, _api) = start(&api, Collectors { account: true, tokens: true, logins: false }).await;
     let s = exporter
         .scrape_until(Duration::from_secs(10), |s| sum(s, "gcore_iam_polls_total", &[("account", "acme")]) >= 3.0)
         .await;
@@ -114,7 +114,7 @@ async fn a_forbidden_token_list_pauses_the_collector_and_users_go_on() {
 #[tokio::test]
 async fn disabled_collectors_ask_nothing() {
     let api = api();
-    let (exporter, _api) = start(&api, Collectors { account: false, tokens: false }).await;
+    let (exporter, _api) = start(&api, Collectors { account: false, tokens: false, logins: false }).await;
     let s = exporter
         .scrape_until(Duration::from_secs(10), |s| sum(s, "gcore_iam_polls_total", &[("account", "acme")]) >= 2.0)
         .await;
@@ -127,7 +127,7 @@ async fn disabled_collectors_ask_nothing() {
 #[tokio::test]
 async fn tokens_without_the_account_collector() {
     let api = api();
-    let (exporter, _api) = start(&api, Collectors { account: false, tokens: true }).await;
+    let (exporter, _api) = start(&api, Collectors { account: false, tokens: true, logins: false }).await;
     let s = exporter.scrape_until(Duration::from_secs(10), |s| state(s, "tokens", "ok") == 1.0).await;
     assert_eq!(state(&s, "account", "disabled"), 1.0);
     assert_eq!(series_count(&s, "gcore_iam_account_info"), 0);

@@ -171,6 +171,13 @@ pub struct Cli {
         action = clap::ArgAction::Set, value_name = "BOOL", help_heading = COLLECTORS)]
     pub collector_tokens: bool,
 
+    /// Read the login log (GET /iam/activity_log/logins): logins by result and auth type, users
+    /// by last successful login; pauses itself with a log line and gcore_iam_collector_state when
+    /// refused (403) or not served (404).
+    #[arg(long = "collector.logins", env = "GCORE_IAM_EXPORTER_COLLECTOR_LOGINS", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL", help_heading = COLLECTORS)]
+    pub collector_logins: bool,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", env = "GCORE_IAM_EXPORTER_LOG_LEVEL", default_value = "info",
         value_name = "LEVEL", value_parser = log_level, help_heading = LOGGING)]

@@ -108,6 +108,7 @@ pub struct ClientSettings {
 pub struct Collectors {
     pub account: bool,
     pub tokens: bool,
+    pub logins: bool,
 }
 
 /// The validated configuration of one exporter process.
@@ -210,7 +211,11 @@ impl Config {
                 None => None,
             },
             server_limits: ServerLimits::default(),
-            collectors: Collectors { account: cli.collector_account, tokens: cli.collector_tokens },
+            collectors: Collectors {
+                account: cli.collector_account,
+                tokens: cli.collector_tokens,
+                logins: cli.collector_logins,
+            },
             client,
             accounts,
             shard,

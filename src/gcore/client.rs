@@ -1,5 +1,5 @@
-//! The client of one account's API endpoint: the three reads a poll makes (users, account,
-//! tokens). One request and its retries live in [`super::transport`], the pages of the users
+//! The client of one account's API endpoint: the reads a poll makes (users, account, tokens,
+//! login log). One request and its retries live in [`super::transport`], the pages of the users
 //! list in [`super::pagination`].
 
 use std::time::SystemTime;
@@ -9,11 +9,14 @@ use url::Url;
 
 use super::account_wire::{parse_account, parse_tokens};
 use super::error::{FetchError, RequestResult, describe_decode_error};
+use super::login_wire::parse_login_page;
 use super::pagination::{Paging, list_users};
 use super::retry::RetryPolicy;
 use super::transport::{OnRequest, Received, Transport, auth_header, within};
 use crate::config::ClientSettings;
 use crate::credentials::{AccountInfo, TokenSnapshot};
+use crate::idset::IdSet;
+use crate::logins::LoginTracker;
 use crate::secret::ApiKey;
 use crate::snapshot::Snapshot;
 
@@ -98,6 +101,69 @@ impl GcoreClient {
         let received = within(deadline, self.transport.get(&auth, url, on_request)).await?;
         read_answer(received, "token list", |body| parse_tokens(body, own_token, SystemTime::now()))
     }
+}
+
+impl GcoreClient {
+    /// The page size of every paged read (`--gcore.page-size`).
+    pub fn page_size(&self) -> u64 {
+        self.paging.page_size
+    }
+
+    /// Reads what is new in the login log (`GET /iam/activity_log/logins`) into `tracker`,
+    /// which chooses the pages (at most [`crate::logins::MAX_LOGIN_PAGES_PER_POLL`]).
+    /// `deleted` are the users the last users poll marks deleted. On a failure the pages
+    /// already read are kept, and the rest is left to the next polls.
+    pub async fn fetch_logins(
+        &self,
+        key: &ApiKey,
+        tracker: &mut LoginTracker,
+        deleted: &IdSet,
+        deadline: Instant,
+        on_request: OnRequest<'_>,
+    ) -> Result<LoginReadSummary, FetchError> {
+        let auth = auth_header(key).ok_or(FetchError::KeyNotHeaderSafe)?;
+        let url = self.endpoint("iam/activity_log/logins")?;
+        let mut read = tracker.start();
+        let pages = async {
+            while let Some(offset) = tracker.next_offset(&mut read) {
+                let mut page_url = url.clone();
+                page_url
+                    .query_pairs_mut()
+                    .append_pair("limit", &self.paging.page_size.to_string())
+                    .append_pair("offset", &offset.to_string());
+                let Received { body, outcome } = self.transport.get(&auth, page_url, on_request).await?;
+                match parse_login_page(&body) {
+                    Ok(wire) => {
+                        outcome.tell(RequestResult::Ok);
+                        tracker.page(&mut read, &wire.page(), deleted);
+                    }
+                    Err(e) => {
+                        let error =
+                            FetchError::DecodeBody { what: "login log", detail: describe_decode_error(&e, &body) };
+                        outcome.tell(RequestResult::Failed(error.reason()));
+                        return Err(error);
+                    }
+                }
+            }
+            Ok(())
+        };
+        let result = within(deadline, pages).await;
+        let summary = LoginReadSummary { pages: read.pages, events: read.received, new: read.fresh, behind: false };
+        tracker.finish(read);
+        result.map(|()| LoginReadSummary { behind: tracker.behind(), ..summary })
+    }
+}
+
+/// What one read of the login log did, for the debug log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginReadSummary {
+    pub pages: u32,
+    /// Events received, repeats included.
+    pub events: u64,
+    /// Events the exporter had not seen before.
+    pub new: u64,
+    /// Parts of the log are left for the next polls.
+    pub behind: bool,
 }
 
 /// Reads an answer and tells its request's result: `ok`, or `decode`.

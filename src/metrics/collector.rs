@@ -15,6 +15,7 @@ use prometheus_client::registry::Unit;
 
 use super::{AccountCounters, AccountLabels, FailureLabels, RequestLabels};
 use crate::board::{AccountState, CollectorState};
+use crate::logins::LAST_LOGIN_BUCKETS;
 use crate::{REVISION, VERSION};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,6 +83,27 @@ struct CollectorStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginLabels {
+    account: Arc<str>,
+    auth_type: Arc<str>,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LastLoginLabels {
+    account: Arc<str>,
+    last_login: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLastLoginLabels {
+    account: Arc<str>,
+    group_id: Arc<str>,
+    group: Arc<str>,
+    last_login: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuthTypeLabels {
     account: Arc<str>,
     auth_type: Arc<str>,
@@ -91,7 +113,7 @@ struct AuthTypeLabels {
 /// The families in the order they are encoded. `assembly.rs` places each account's samples
 /// under the family they belong to by this order; a family's name as written may carry a
 /// `_total` (counters, text format) or `_seconds` (unit) suffix.
-pub(super) const FAMILIES: [&str; 22] = [
+pub(super) const FAMILIES: [&str; 27] = [
     "gcore_iam_polls",
     "gcore_iam_poll_failures",
     "gcore_iam_api_requests",
@@ -114,6 +136,11 @@ pub(super) const FAMILIES: [&str; 22] = [
     "gcore_iam_token_last_used_timestamp",
     "gcore_iam_token_issuer_deleted",
     "gcore_iam_collector_state",
+    "gcore_iam_logins",
+    "gcore_iam_logins_by_deleted_users",
+    "gcore_iam_login_log_newest_timestamp",
+    "gcore_iam_users_by_last_login",
+    "gcore_iam_group_members_by_last_login",
 ];
 
 /// The index in [`FAMILIES`] of a family name as an encoder wrote it.
@@ -289,7 +316,8 @@ impl Collector for AccountCollector {
             None,
             with_data.iter().map(|(s, snap)| (account(s), snap.fetched_users)),
         )?;
-        encode_credentials(&mut encoder, &states)
+        encode_credentials(&mut encoder, &states)?;
+        encode_logins(&mut encoder, &states)
     }
 }
 
@@ -398,18 +426,93 @@ fn encode_credentials(encoder: &mut DescriptorEncoder, states: &[Arc<AccountStat
     gauges(
         encoder,
         "gcore_iam_collector_state",
-        "1 for the current state of each optional collector of the account (ok, forbidden: the key may not read it, failing, disabled), 0 for the others.",
+        "1 for the current state of each optional collector of the account (account, tokens, logins; ok, forbidden: the key may not read it, failing, disabled), 0 for the others.",
         None,
         states.iter().flat_map(|s| {
-            [("account", s.credentials.account_state), ("tokens", s.credentials.tokens_state)]
-                .into_iter()
-                .filter_map(|(collector, state)| Some((collector, state?)))
-                .flat_map(move |(collector, current)| {
-                    CollectorState::ALL.into_iter().map(move |state| {
-                        let labels = CollectorStateLabels { account: s.name.clone(), collector, state: state.as_str() };
-                        (labels, i64::from(state == current))
-                    })
+            [
+                ("account", s.credentials.account_state),
+                ("tokens", s.credentials.tokens_state),
+                ("logins", s.credentials.logins_state),
+            ]
+            .into_iter()
+            .filter_map(|(collector, state)| Some((collector, state?)))
+            .flat_map(move |(collector, current)| {
+                CollectorState::ALL.into_iter().map(move |state| {
+                    let labels = CollectorStateLabels { account: s.name.clone(), collector, state: state.as_str() };
+                    (labels, i64::from(state == current))
                 })
+            })
+        }),
+    )
+}
+
+const FROM_LOGINS: &str = "from the login log (GET /iam/activity_log/logins), read at each background poll";
+
+/// The families of the login log collector.
+fn encode_logins(encoder: &mut DescriptorEncoder, states: &[Arc<AccountState>]) -> Result<(), std::fmt::Error> {
+    let logins: Vec<_> = states.iter().filter_map(|s| Some((s, s.credentials.logins.as_ref()?))).collect();
+    counter_family(
+        encoder,
+        "gcore_iam_logins",
+        &format!(
+            "Login attempts by auth type and result (success, failure) that appeared in the log since the exporter started (the events already there on its first read are not counted); {FROM_LOGINS}."
+        ),
+        logins.iter().flat_map(|(s, l)| {
+            l.logins.iter().flat_map(move |(auth_type, counts)| {
+                [("success", counts[0]), ("failure", counts[1])].into_iter().map(move |(result, n)| {
+                    (LoginLabels { account: s.name.clone(), auth_type: auth_type.clone(), result }, n)
+                })
+            })
+        }),
+    )?;
+    counter_family(
+        encoder,
+        "gcore_iam_logins_by_deleted_users",
+        &format!(
+            "Successful logins, since the exporter started, by users that the users list marks deleted; {FROM_LOGINS}."
+        ),
+        logins.iter().map(|(s, l)| (AccountLabels { account: s.name.clone() }, l.by_deleted_users)),
+    )?;
+    gauges(
+        encoder,
+        "gcore_iam_login_log_newest_timestamp",
+        &format!("login_at of the newest event seen in the login log (absent while the log is empty); {FROM_LOGINS}."),
+        Some(&Unit::Seconds),
+        logins.iter().filter_map(|(s, l)| Some((AccountLabels { account: s.name.clone() }, l.newest?))),
+    )?;
+    gauges(
+        encoder,
+        "gcore_iam_users_by_last_login",
+        &format!(
+            "Non-deleted users by the time since their last successful login: at most 1d, 7d, 30d, 90d, older, or never (none in what the log held); the buckets are disjoint and sum to the users of the last complete users poll; {FROM_LOGINS}."
+        ),
+        None,
+        logins.iter().flat_map(|(s, l)| {
+            LAST_LOGIN_BUCKETS
+                .into_iter()
+                .zip(l.users_by_last_login)
+                .map(|(last_login, n)| (LastLoginLabels { account: s.name.clone(), last_login }, n))
+        }),
+    )?;
+    gauges(
+        encoder,
+        "gcore_iam_group_members_by_last_login",
+        &format!(
+            "Non-deleted members of each group by the time since their last successful login (buckets as gcore_iam_users_by_last_login); {FROM_LOGINS}."
+        ),
+        None,
+        logins.iter().flat_map(|(s, l)| {
+            l.groups_by_last_login.iter().flat_map(move |(group, counts)| {
+                LAST_LOGIN_BUCKETS.into_iter().zip(*counts).map(move |(last_login, n)| {
+                    let labels = GroupLastLoginLabels {
+                        account: s.name.clone(),
+                        group_id: group.id.clone(),
+                        group: group.name.clone(),
+                        last_login,
+                    };
+                    (labels, n)
+                })
+            })
         }),
     )
 }

@@ -92,9 +92,24 @@ fn state(name: &str, seed: u64, step: u64) -> AccountState {
                 tokens: Some(Arc::new(tokens(seed + step))),
                 account_state: Some(CollectorState::Ok),
                 tokens_state: Some(if step.is_multiple_of(2) { CollectorState::Ok } else { CollectorState::Forbidden }),
+                logins: Some(Arc::new(logins(seed + step))),
+                logins_state: Some(CollectorState::Ok),
             },
             ..blank
         },
+    }
+}
+
+fn logins(seed: u64) -> crate::logins::LoginSnapshot {
+    crate::logins::LoginSnapshot {
+        logins: vec![(Arc::from("password"), [seed, seed % 7]), (Arc::from("sso"), [0, 1])],
+        by_deleted_users: seed % 3,
+        newest: Some(1_800_000_000 + seed as i64),
+        users_by_last_login: [seed, 1, 2, 3, 4, 5],
+        groups_by_last_login: vec![(
+            crate::snapshot::GroupLabel { id: Arc::from("1"), name: Arc::from("Administrators") },
+            [1, 0, 0, 0, seed % 2, 0],
+        )],
     }
 }
 

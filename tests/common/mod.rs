@@ -85,7 +85,7 @@ pub fn config(accounts: Vec<AccountConfig>) -> Config {
         web: None,
         server_limits: Default::default(),
         // Off by default here, so that request counts are those of the user pages alone.
-        collectors: Collectors { account: false, tokens: false },
+        collectors: Collectors { account: false, tokens: false, logins: false },
         client: ClientSettings {
             page_size: NonZeroU32::new(3).unwrap(),
             request_timeout: Duration::from_secs(2),
