@@ -96,6 +96,7 @@ pub fn config(accounts: Vec<AccountConfig>) -> Config {
             concurrency: NonZeroU32::new(1).unwrap(),
         },
         accounts,
+        shard: gcore_iam_exporter::config::Shard::ALL,
         demo: false,
         log_level: tracing::Level::DEBUG,
         log_format: LogFormat::Text,
