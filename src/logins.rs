@@ -500,6 +500,11 @@ impl LoginTracker {
         self.state.last.heap_bytes()
     }
 
+    /// Heap bytes of the ids kept for the de-duplication (bounded whatever the users).
+    pub fn seen_ids_heap_bytes(&self) -> usize {
+        self.seen.ids.capacity() * (std::mem::size_of::<(u64, (i64, u32))>() + 1)
+    }
+
     /// Users whose last successful login is known.
     pub fn users_with_logins(&self) -> usize {
         self.state.last.len()

@@ -321,7 +321,7 @@ fn panel_where(file: &str, panel: &Value) -> String {
 #[test]
 fn contract_table_parses_into_the_known_families() {
     let metrics = contract_metrics();
-    assert_eq!(metrics.len(), 14 + 8, "families in both tables of docs/metrics-contract.md: {:?}", metrics.keys());
+    assert_eq!(metrics.len(), 14 + 8 + 5, "families in the tables of docs/metrics-contract.md: {:?}", metrics.keys());
     let users = &metrics["gcore_iam_users"];
     for label in ["account", "user_type", "two_fa", "activated", "sso_auth", "is_active", "job", "instance"] {
         assert!(users.contains(label), "gcore_iam_users lacks {label}: {users:?}");
@@ -347,6 +347,13 @@ fn contract_table_parses_into_the_known_families() {
         assert_eq!(labels(per_token), ["account", "role", "token_id", "token_name"], "{per_token}");
     }
     assert_eq!(labels("gcore_iam_collector_state"), ["account", "collector", "state"]);
+
+    // The third table: the login log collector.
+    assert_eq!(labels("gcore_iam_logins_total"), ["account", "auth_type", "result"]);
+    assert_eq!(labels("gcore_iam_logins_by_deleted_users_total"), ["account"]);
+    assert_eq!(labels("gcore_iam_login_log_newest_timestamp_seconds"), ["account"]);
+    assert_eq!(labels("gcore_iam_users_by_last_login"), ["account", "last_login"]);
+    assert_eq!(labels("gcore_iam_group_members_by_last_login"), ["account", "group", "group_id", "last_login"]);
 }
 
 #[test]

@@ -323,3 +323,58 @@ fn seen_ids_are_bounded_but_keep_the_last_two_polls() {
     assert!(seen.ids.contains_key(&100), "read by this poll, however old");
     assert!(seen.ids.contains_key(&5) && seen.ids.contains_key(&4) && seen.ids.contains_key(&3));
 }
+
+/// The memory figures of the README: `cargo test --release --lib logins::tests::memory -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a test: prints the bytes of the login state at 100k and 1M users"]
+fn memory_of_the_login_state() {
+    for users in [100_000u64, 1_000_000] {
+        for page_size in [100u64, 1000] {
+            let mut t = LoginTracker::new(page_size);
+            // A log of one successful login per user, ids spread as Gcore's are (gaps of 1 to 5).
+            let user_id = |i: u64| 100_000 + i * 3 + i % 3;
+            let deleted = IdSet::default();
+            let mut polls = 0;
+            loop {
+                polls += 1;
+                let mut read = t.start();
+                while let Some(offset) = t.next_offset(&mut read) {
+                    let events: Vec<LoginEvent<'static>> = (offset..(offset + page_size).min(users))
+                        .map(|p| {
+                            let i = users - 1 - p;
+                            LoginEvent {
+                                id: 50_000_000 + i,
+                                login_at: Some(NOW - (i % 200) as i64 * DAY),
+                                successful: true,
+                                auth_type: "password",
+                                user: Some(user_id(i)),
+                            }
+                        })
+                        .collect();
+                    t.page(&mut read, &LoginPage { count: Some(users), events }, &deleted);
+                }
+                t.finish(read);
+                if !t.behind() {
+                    break;
+                }
+            }
+            let index = UserIndex {
+                active: (0..users).map(user_id).collect(),
+                deleted: IdSet::default(),
+                two_fa: IdSet::default(),
+                activated: IdSet::default(),
+                groups: Vec::new(),
+            };
+            let snapshot = t.snapshot(&index, NOW);
+            assert_eq!(snapshot.users_by_last_login.iter().sum::<u64>(), users);
+            assert_eq!(t.users_with_logins() as u64, users);
+            let last = t.last_logins_heap_bytes();
+            let seen = t.seen_ids_heap_bytes();
+            println!(
+                "{users} users, page size {page_size}: last logins {last} bytes ({:.2} bytes a user), \
+                 seen event ids {seen} bytes, read in {polls} polls",
+                last as f64 / users as f64
+            );
+        }
+    }
+}
