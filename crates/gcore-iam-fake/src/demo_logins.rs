@@ -2,8 +2,8 @@
 //! so that every login alert fires now and then in `--demo`.
 //!
 //! The history: most users logged in within the last days, some weeks or months ago, some
-//! never; at least one administrator's last successful login is more than 90 days old (a
-//! dormant administrator) and stays so (dormant users are never drawn to log in again). Then,
+//! never; at least two administrators' last successful login is more than 90 days old (dormant
+//! administrators) and stays so (dormant users are never drawn to log in again). Then,
 //! at each step of the evolution: a few successful logins by recently active users, now and then
 //! a failed one, sometimes a burst of failures (30 within a minute for one user) and, rarely, a
 //! successful login by a user the users list marks deleted.
@@ -52,16 +52,16 @@ enum Recency {
 /// The demo history for `users` up to `now`, oldest first.
 pub(crate) fn history(users: &[FakeUser], now: SystemTime, rng: &mut impl Rng) -> Vec<FakeLogin> {
     let mut recency: Vec<Recency> = users.iter().map(|_| draw_recency(rng)).collect();
-    // The promised findings, whatever the draw: a dormant administrator, a user who never
-    // logged in, and (for the buckets to show) someone active today.
+    // The promised findings, whatever the draw: dormant administrators (two where there are
+    // two, so that one removed from the group or deleted by the users' evolution still leaves
+    // the finding) and a user who never logged in.
     let live = |i: &usize| !users[*i].deleted;
-    let admin = (0..users.len()).filter(live).find(|&i| users[i].is_in_group(ADMINISTRATORS));
-    if let Some(admin) = admin
-        && !(0..users.len())
-            .filter(live)
-            .any(|i| users[i].is_in_group(ADMINISTRATORS) && recency[i] == Recency::Dormant)
-    {
-        recency[admin] = Recency::Dormant;
+    let admins: Vec<usize> = (0..users.len()).filter(live).filter(|&i| users[i].is_in_group(ADMINISTRATORS)).collect();
+    let dormant = admins.iter().filter(|&&i| recency[i] == Recency::Dormant).count();
+    let make_dormant: Vec<usize> =
+        admins.into_iter().filter(|&i| recency[i] != Recency::Dormant).take(2usize.saturating_sub(dormant)).collect();
+    for i in make_dormant {
+        recency[i] = Recency::Dormant;
     }
     if let Some(i) = (0..users.len()).filter(live).rfind(|&i| recency[i] != Recency::Dormant)
         && !(0..users.len()).filter(live).any(|i| recency[i] == Recency::Never)
@@ -221,10 +221,8 @@ mod tests {
             let log = history(&users, now, &mut StdRng::seed_from_u64(seed));
             let live: Vec<&FakeUser> = users.iter().filter(|u| !u.deleted).collect();
             let age = |u: &FakeUser| last_success(&log, u.id).map(|t| now.duration_since(t).unwrap());
-            assert!(
-                live.iter().any(|u| u.is_in_group(ADMINISTRATORS) && age(u).is_some_and(|a| a > 90 * DAY)),
-                "seed {seed}: a dormant administrator"
-            );
+            let dormant = live.iter().filter(|u| u.is_in_group(ADMINISTRATORS) && age(u).is_some_and(|a| a > 90 * DAY));
+            assert!(dormant.count() >= 2, "seed {seed}: two dormant administrators");
             assert!(live.iter().any(|u| age(u).is_none()), "seed {seed}: someone never logged in");
             let within_a_day = live.iter().filter(|u| age(u).is_some_and(|a| a <= DAY)).count();
             let within_a_week = live.iter().filter(|u| age(u).is_some_and(|a| a <= 7 * DAY)).count();

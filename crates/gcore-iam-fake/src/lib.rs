@@ -152,7 +152,7 @@ impl FakeApi {
     /// deleted, is listed only with `?deleted=false`.
     ///
     /// Its login log holds a plausible history (most users logged in within days, some never,
-    /// at least one administrator not for more than 90 days); the evolution adds events to it.
+    /// at least two administrators not for more than 90 days); the evolution adds events to it.
     pub fn demo(api_key: impl Into<String>, seed: u64) -> Self {
         let users = demo::population(seed);
         let tokens = demo::tokens(&users, std::time::SystemTime::now());
