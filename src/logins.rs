@@ -42,6 +42,10 @@ pub const MAX_LOGIN_PAGES_PER_POLL: u32 = 20;
 /// Backlog parts kept at most; beyond, the deepest (oldest events) are given up.
 const MAX_BACKLOG: usize = 8;
 
+/// Users not in the users list whose last login is kept (a user may log in before a poll of
+/// the users lists them).
+const MAX_DEPARTED: usize = 10_000;
+
 /// Ids of events kept for the de-duplication beyond those read in the last two polls.
 const MIN_SEEN_IDS: usize = 10_000;
 
@@ -246,7 +250,7 @@ impl LastLogins {
     }
 
     /// Keeps only the users `keep` accepts.
-    pub fn retain(&mut self, keep: impl Fn(u64, i64) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, i64) -> bool) {
         self.sorted.retain(|(user, at)| keep(u64::from(*user), i64::from(*at)));
         self.large.retain(|user, at| keep(*user, *at));
     }
@@ -406,20 +410,23 @@ impl LoginTracker {
             read.count = page.count;
         }
         let mut fresh = 0;
-        for event in &page.events {
+        // At most `limit` events a page: a server that sends more (a hostile one, millions)
+        // cannot grow what is kept; the offset moves by `limit` at most, so an honest server
+        // shows the rest on the next page.
+        let limit = usize::try_from(read.page_size).unwrap_or(usize::MAX);
+        for event in page.events.iter().take(limit) {
             if self.seen.insert(event.id, event.login_at, self.polls) {
                 fresh += 1;
                 self.state.apply(event, segment.kind, deleted);
             }
         }
-        let received = page.events.len() as u64;
+        let received = page.events.len().min(limit) as u64;
         read.received += received;
         read.fresh += fresh;
         if segment.head {
             read.fresh_at_head += fresh;
         }
-        // A page longer than asked is taken to cover only `limit` places: no event is skipped.
-        let next = segment.offset.saturating_add(received.min(read.page_size));
+        let next = segment.offset.saturating_add(received);
         let at_end = received == 0 || page.count.is_some_and(|count| next >= count);
         let at_known = segment.ends_at_known_events() && fresh == 0 && !segment.resumed;
         if at_end || at_known {
@@ -469,10 +476,17 @@ impl LoginTracker {
 
     /// Forgets the last logins of users who are no longer in the users list, unless recent
     /// (a user may log in before a poll of the users lists them).
+    /// At most [`MAX_DEPARTED`] of those are kept, so that a log naming fresh users at every
+    /// poll cannot grow the state.
     pub fn forget_departed(&mut self, index: &UserIndex, now: i64) {
-        self.state
-            .last
-            .retain(|user, at| index.active.contains(user) || index.deleted.contains(user) || now - at <= DAY);
+        let mut departed = 0;
+        self.state.last.retain(|user, at| {
+            if index.active.contains(user) || index.deleted.contains(user) {
+                return true;
+            }
+            departed += 1;
+            now - at <= DAY && departed <= MAX_DEPARTED
+        });
     }
 
     /// The metrics: counters, and the buckets of the non-deleted users of `index` (the last

@@ -177,6 +177,25 @@ fn a_log_that_shifts_while_paged_loses_nothing_and_counts_nothing_twice() {
 }
 
 #[test]
+fn a_page_longer_than_asked_is_read_up_to_the_limit_and_nothing_is_skipped() {
+    let mut t = LoginTracker::new(PAGE);
+    let mut log = Log::default();
+    poll(&mut t, &mut log, &IdSet::default());
+    log.events.extend((1..=7).map(|i| failed(i, 1, NOW)));
+    let mut read = t.start();
+    assert_eq!(t.next_offset(&mut read), Some(0));
+    // Seven events where three were asked for: three are taken, the next page starts at 3.
+    let mut long = log.page(0);
+    long.events = (1..=7).rev().map(|i| log.page(7 - i).events[0]).collect();
+    t.page(&mut read, &long, &IdSet::default());
+    assert_eq!(read.received, PAGE);
+    assert_eq!(t.next_offset(&mut read), Some(3));
+    t.finish(read);
+    poll(&mut t, &mut log, &IdSet::default());
+    assert_eq!(total(&t.snapshot(&index(&[], &[]), NOW)), [0, 7]);
+}
+
+#[test]
 fn events_repeated_across_pages_count_once() {
     let mut t = LoginTracker::new(PAGE);
     let mut log = Log { events: vec![ok(1, 1, NOW - 10)], repeat: true, ..Log::default() };
