@@ -47,7 +47,7 @@ pub(super) const GROUP: usize = 64;
 
 /// Consecutive slots per compressed piece (a divisor of [`GROUP`]).
 pub(super) const PIECE: usize = 16;
-const _: () = assert!(GROUP % PIECE == 0);
+const _: () = assert!(GROUP.is_multiple_of(PIECE));
 
 /// The window of deflate: a dictionary longer than this is useless.
 const WINDOW: usize = 32 * 1024;
