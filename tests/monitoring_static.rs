@@ -321,7 +321,12 @@ fn panel_where(file: &str, panel: &Value) -> String {
 #[test]
 fn contract_table_parses_into_the_known_families() {
     let metrics = contract_metrics();
-    assert_eq!(metrics.len(), 14 + 8 + 7, "families in the three tables of docs/metrics-contract.md: {:?}", metrics.keys());
+    assert_eq!(
+        metrics.len(),
+        14 + 8 + 7,
+        "families in the three tables of docs/metrics-contract.md: {:?}",
+        metrics.keys()
+    );
     let users = &metrics["gcore_iam_users"];
     for label in ["account", "user_type", "two_fa", "activated", "sso_auth", "is_active", "job", "instance"] {
         assert!(users.contains(label), "gcore_iam_users lacks {label}: {users:?}");
@@ -533,7 +538,11 @@ fn dashboard_expressions_use_only_exported_names() {
 #[test]
 fn dashboards_are_importable_and_provisionable() {
     let files = dashboards();
-    assert_eq!(files.len(), 5, "the Overview, Security posture, Security activity, Credentials and Exporter dashboards");
+    assert_eq!(
+        files.len(),
+        5,
+        "the Overview, Security posture, Security activity, Credentials and Exporter dashboards"
+    );
     let mut problems = Vec::new();
     let mut uids = BTreeSet::new();
     let mut titles = BTreeSet::new();
@@ -999,7 +1008,8 @@ fn grafana_dashboard_linter_rules() {
                 // $__rate_interval like a rate, or over the dashboard's range in a stat.
                 for window in text.match_indices("increase(").map(|(i, _)| window_of(&text[i..])) {
                     if window != "$__rate_interval" && window != "$__range" {
-                        problems.push(format!("{where_}: increase over [{window}], want [$__rate_interval] or [$__range]"));
+                        problems
+                            .push(format!("{where_}: increase over [{window}], want [$__rate_interval] or [$__range]"));
                     }
                 }
                 // A counter is only meaningful through rate() or increase().
@@ -1036,7 +1046,9 @@ fn panels_of_optional_collectors_show_unknown() {
         for panel in panels(&d) {
             let exprs: Vec<&str> = targets(panel).iter().filter_map(|t| t["expr"].as_str()).collect();
             let optional = exprs.iter().any(|e| {
-                ["gcore_iam_token", "gcore_iam_account_", "gcore_iam_login", "_by_last_login"].iter().any(|m| e.contains(m))
+                ["gcore_iam_token", "gcore_iam_account_", "gcore_iam_login", "_by_last_login"]
+                    .iter()
+                    .any(|m| e.contains(m))
             });
             if !optional || panel["type"] != "stat" {
                 continue;
