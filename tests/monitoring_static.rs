@@ -321,7 +321,12 @@ fn panel_where(file: &str, panel: &Value) -> String {
 #[test]
 fn contract_table_parses_into_the_known_families() {
     let metrics = contract_metrics();
-    assert_eq!(metrics.len(), 14 + 8 + 5, "families in the tables of docs/metrics-contract.md: {:?}", metrics.keys());
+    assert_eq!(
+        metrics.len(),
+        14 + 8 + 7,
+        "families in the three tables of docs/metrics-contract.md: {:?}",
+        metrics.keys()
+    );
     let users = &metrics["gcore_iam_users"];
     for label in ["account", "user_type", "two_fa", "activated", "sso_auth", "is_active", "job", "instance"] {
         assert!(users.contains(label), "gcore_iam_users lacks {label}: {users:?}");
@@ -348,12 +353,14 @@ fn contract_table_parses_into_the_known_families() {
     }
     assert_eq!(labels("gcore_iam_collector_state"), ["account", "collector", "state"]);
 
-    // The third table: the login log collector.
+    // The third table: the security signals (changes between polls, the login log).
+    assert_eq!(labels("gcore_iam_user_changes_total"), ["account", "change"]);
+    assert_eq!(labels("gcore_iam_group_membership_changes_total"), ["account", "change", "group", "group_id"]);
     assert_eq!(labels("gcore_iam_logins_total"), ["account", "auth_type", "result"]);
     assert_eq!(labels("gcore_iam_logins_by_deleted_users_total"), ["account"]);
-    assert_eq!(labels("gcore_iam_login_log_newest_timestamp_seconds"), ["account"]);
     assert_eq!(labels("gcore_iam_users_by_last_login"), ["account", "last_login"]);
     assert_eq!(labels("gcore_iam_group_members_by_last_login"), ["account", "group", "group_id", "last_login"]);
+    assert_eq!(labels("gcore_iam_login_log_newest_timestamp_seconds"), ["account"]);
 }
 
 #[test]
@@ -531,7 +538,11 @@ fn dashboard_expressions_use_only_exported_names() {
 #[test]
 fn dashboards_are_importable_and_provisionable() {
     let files = dashboards();
-    assert_eq!(files.len(), 4, "the Overview, Security posture, Credentials and Exporter dashboards");
+    assert_eq!(
+        files.len(),
+        5,
+        "the Overview, Security posture, Security activity, Credentials and Exporter dashboards"
+    );
     let mut problems = Vec::new();
     let mut uids = BTreeSet::new();
     let mut titles = BTreeSet::new();
@@ -734,6 +745,45 @@ fn security_problems_show_red() {
     }
     assert!(checked >= 3, "expected the administrators-without-2FA and the 2FA coverage panels, checked {checked}");
     assert_no_problems("security thresholds", &problems);
+}
+
+#[test]
+fn security_activity_shows_red() {
+    let (file, d) = dashboards()
+        .into_iter()
+        .find(|(_, d)| d["title"] == "Gcore IAM / Security activity")
+        .expect("the Security activity dashboard");
+    let mut problems = Vec::new();
+    let mut checked = BTreeSet::new();
+    for panel in panels(&d) {
+        if panel["type"] != "stat" {
+            continue;
+        }
+        let exprs: Vec<&str> = targets(panel).iter().filter_map(|t| t["expr"].as_str()).collect();
+        let any = |needle: &str| exprs.iter().any(|e| e.contains(needle));
+        let where_ = panel_where(&file, panel);
+        // A new administrator and a deleted user's login are red from the first one, as their
+        // alerts fire for the first one.
+        if any(r#"group_id="1", change="joined""#) {
+            checked.insert("administrators joined");
+            if red_from(panel) != Some(Some(1.0)) {
+                problems.push(format!("{where_}: must turn red at 1"));
+            }
+        }
+        if any("gcore_iam_logins_by_deleted_users_total") {
+            checked.insert("logins by deleted users");
+            if red_from(panel) != Some(Some(1.0)) {
+                problems.push(format!("{where_}: must turn red at 1"));
+            }
+        }
+    }
+    assert_eq!(checked.len(), 2, "panels found: {checked:?}");
+    assert_no_problems("security activity thresholds", &problems);
+}
+
+/// The range of the first `[...]` in `text`: the window of the function call it starts with.
+fn window_of(text: &str) -> &str {
+    text.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or_default()
 }
 
 /// The colour a value mapping gives to `value`, if any.
@@ -949,17 +999,25 @@ fn grafana_dashboard_linter_rules() {
                         uses_rate = true;
                     }
                 });
-                for window in text.match_indices("rate(").map(|(i, _)| &text[i..]) {
-                    let range = window.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or_default();
-                    if range != "$__rate_interval" {
-                        problems.push(format!("{where_}: rate over [{range}], want [$__rate_interval]"));
+                for window in text.match_indices("rate(").map(|(i, _)| window_of(&text[i..])) {
+                    if window != "$__rate_interval" {
+                        problems.push(format!("{where_}: rate over [{window}], want [$__rate_interval]"));
+                    }
+                }
+                // increase() counts rare events (a change, a login) per interval of a graph, over
+                // $__rate_interval like a rate, or over the dashboard's range in a stat.
+                for window in text.match_indices("increase(").map(|(i, _)| window_of(&text[i..])) {
+                    if window != "$__rate_interval" && window != "$__range" {
+                        problems
+                            .push(format!("{where_}: increase over [{window}], want [$__rate_interval] or [$__range]"));
                     }
                 }
                 // A counter is only meaningful through rate() or increase().
                 for vs in selectors(&expr) {
                     let name = selector_name(vs).unwrap_or_default();
-                    if name.ends_with("_total") && !text.contains(&format!("rate({name}")) {
-                        problems.push(format!("{where_}: counter {name} outside rate()"));
+                    let counted = text.contains(&format!("rate({name}")) || text.contains(&format!("increase({name}"));
+                    if name.ends_with("_total") && !counted {
+                        problems.push(format!("{where_}: counter {name} outside rate() or increase()"));
                     }
                 }
             }
@@ -980,14 +1038,18 @@ fn grafana_dashboard_linter_rules() {
 
 #[test]
 fn panels_of_optional_collectors_show_unknown() {
-    // The account and tokens collectors can be off or forbidden: their stat panels must say
-    // "unknown" (a NaN the query returns, or no series at all), never a reassuring value.
+    // The account, tokens and logins collectors can be off or forbidden: their stat panels must
+    // say "unknown" (a NaN the query returns, or no series at all), never a reassuring value.
     let mut problems = Vec::new();
     let mut checked = 0;
     for (file, d) in dashboards() {
         for panel in panels(&d) {
             let exprs: Vec<&str> = targets(panel).iter().filter_map(|t| t["expr"].as_str()).collect();
-            let optional = exprs.iter().any(|e| e.contains("gcore_iam_token") || e.contains("gcore_iam_account_"));
+            let optional = exprs.iter().any(|e| {
+                ["gcore_iam_token", "gcore_iam_account_", "gcore_iam_login", "_by_last_login"]
+                    .iter()
+                    .any(|m| e.contains(m))
+            });
             if !optional || panel["type"] != "stat" {
                 continue;
             }
@@ -1005,6 +1067,9 @@ fn panels_of_optional_collectors_show_unknown() {
             }
         }
     }
-    assert!(checked >= 9, "the account and token stat panels of the Credentials dashboard, checked {checked}");
+    assert!(
+        checked >= 9 + 5,
+        "the account and token stat panels of the Credentials dashboard and the login ones of Security activity, checked {checked}"
+    );
     assert_no_problems("unknown values", &problems);
 }

@@ -5,6 +5,9 @@ The contract is the one the exporter reads (shared/gcore-iam-users.openapi.yaml)
   GET /iam/users?limit&offset          -> {count, next, previous, results}
   GET /iam/clients/me                  -> the account of the key
   GET /iam/v2/clients/{id}/tokens      -> a bare array of tokens
+  GET /iam/activity_log/logins?limit&offset -> {count, next, previous, result} (`result`, not
+                                          `results`), newest first, items {id, login_at,
+                                          ip_address, user_agent, is_successful, auth_type, user}
 each with the header `Authorization: APIKey <key>`; another key gets 401.
 """
 
@@ -17,6 +20,11 @@ import urllib.parse
 GROUPS = {1: "Administrators", 2: "Users", 5: "Engineers", 3009: "Purge and Prefetch only (API+Web)",
           3022: "Purge and Prefetch only (API)"}
 AUTH_TYPES = ["password", "sso", "github", "google-oauth2"]
+LOGIN_AUTH_TYPES = ["password", "OAUTH"]
+DAY = 86400
+# The age of each user's last successful login, by user index modulo 6 (None: never), chosen far
+# from the bucket edges of gcore_iam_users_by_last_login (1d, 7d, 30d, 90d).
+LAST_LOGIN_AGES = [2 * 3600, 3 * DAY, 20 * DAY, 60 * DAY, 200 * DAY, None]
 USER_TYPES = ["common", "reseller", "seller"]
 
 
@@ -39,6 +47,36 @@ def make_users(client, n, seed):
     return users
 
 
+def make_logins(users, now):
+    """The login log the exporter finds at its first read: each user's last successful login
+    (LAST_LOGIN_AGES), an older success, and a failure for the users who never succeeded.
+    Oldest first; ids grow with time."""
+    events = []
+    for i, u in enumerate(users):
+        age = LAST_LOGIN_AGES[i % len(LAST_LOGIN_AGES)]
+        auth = LOGIN_AUTH_TYPES[i % 2]
+        if age is None:
+            events.append((now - DAY - i, False, auth, u["id"]))
+        else:
+            events.append((now - age - i, True, auth, u["id"]))
+            events.append((now - age - 400 * DAY, True, auth, u["id"]))
+    events.sort()
+    return [login_event(n + 1, *e) for n, e in enumerate(events)]
+
+
+def login_event(event_id, at, ok, auth_type, user_id):
+    return {"id": event_id, "login_at": iso(at), "ip_address": f"192.0.2.{event_id % 250 + 1}",
+            "user_agent": "Mozilla/5.0 (e2e)", "is_successful": ok, "auth_type": auth_type, "user": user_id,
+            "_at": at}
+
+
+def bucket(age):
+    for limit, name in [(DAY, "1d"), (7 * DAY, "7d"), (30 * DAY, "30d"), (90 * DAY, "90d")]:
+        if age <= limit:
+            return name
+    return "older"
+
+
 def iso(ts):
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ts))
 
@@ -48,6 +86,50 @@ class Account:
 
     def __init__(self, client, key, users, tokens, status="active"):
         self.client, self.key, self.users, self.tokens, self.status = client, key, users, tokens, status
+        self.logins = make_logins(users, time.time())  # oldest first
+        self.lock = threading.Lock()
+
+    def login_page(self, limit, offset):
+        """A page of the login log, newest first."""
+        with self.lock:
+            newest_first = list(reversed(self.logins))
+        page = [{k: v for k, v in e.items() if not k.startswith("_")} for e in newest_first[offset:offset + limit]]
+        return len(newest_first), page
+
+    def add_logins(self, events):
+        """Appends (ok, auth_type, user_id) events happening now."""
+        with self.lock:
+            now = time.time()
+            for ok, auth_type, user_id in events:
+                self.logins.append(login_event(self.logins[-1]["id"] + 1, now, ok, auth_type, user_id))
+
+    def live(self):
+        return [u for u in self.users if not u["deleted"]]
+
+    def set_groups(self, user, groups):
+        user["groups"] = [{"id": g, "name": GROUPS[g]} for g in groups]
+        user["client_and_roles"][0]["user_roles"] = [str(g) for g in groups]
+
+    def swap_admin(self):
+        """Replaces an administrator with 2FA by a user without 2FA: the administrator count is
+        unchanged, the administrators without 2FA grow by one. Returns (left, joined) ids."""
+        with self.lock:
+            live = self.live()
+            leaver = next(u for u in live if any(g["id"] == 1 for g in u["groups"]) and u["two_fa"])
+            joiner = next(u for u in live if not any(g["id"] == 1 for g in u["groups"]) and not u["two_fa"])
+            self.set_groups(leaver, [g["id"] for g in leaver["groups"] if g["id"] != 1] or [2])
+            self.set_groups(joiner, [g["id"] for g in joiner["groups"]] + [1])
+            return leaver["id"], joiner["id"]
+
+    def disable_two_fa(self):
+        """Turns 2FA off for a user who is not an administrator; returns the user's id."""
+        with self.lock:
+            user = next(u for u in self.live() if not any(g["id"] == 1 for g in u["groups"]) and u["two_fa"])
+            user["two_fa"] = False
+            return user["id"]
+
+    def deleted_user_id(self):
+        return next(u["id"] for u in self.users if u["deleted"])
 
     def token_json(self):
         out = []
@@ -68,7 +150,23 @@ class Account:
         for u in live:
             for g in u["groups"]:
                 per_group[g["name"]] = per_group.get(g["name"], 0) + 1
+        last_ok = {}
+        for e in self.logins:
+            if e["is_successful"]:
+                last_ok[e["user"]] = max(last_ok.get(e["user"], 0), e["_at"])
+        buckets = ["1d", "7d", "30d", "90d", "older", "never"]
+
+        def by_last_login(users):
+            out = dict.fromkeys(buckets, 0)
+            for u in users:
+                out[bucket(now - last_ok[u["id"]]) if u["id"] in last_ok else "never"] += 1
+            return out
         return {
+            "last_login": by_last_login(live),
+            "admin_last_login": by_last_login(admins),
+            "dormant_admins": sum(v for k, v in by_last_login(admins).items() if k in ("older", "never")),
+            "dormant_users": sum(v for k, v in by_last_login(live).items() if k in ("older", "never")),
+            "newest_login": max(e["_at"] for e in self.logins),
             "users": len(live),
             "deleted": len(self.users) - len(live),
             "activated_ratio": sum(u["activated"] for u in live) / len(live),
@@ -119,6 +217,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                     "email": "owner@example.com", "name": None, "companyName": "x", "deleted": False})
         if url.path == f"/iam/v2/clients/{account.client}/tokens":
             return self.reply(200, account.token_json())
+        if url.path == "/iam/activity_log/logins":
+            limit, offset = int(q.get("limit", ["10"])[0]), int(q.get("offset", ["0"])[0])
+            count, page = account.login_page(limit, offset)
+            base = f"http://{self.headers.get('Host')}/iam/activity_log/logins"
+            nxt = f"{base}?limit={limit}&offset={offset + limit}" if offset + limit < count else None
+            prev = f"{base}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None
+            return self.reply(200, {"count": count, "next": nxt, "previous": prev, "result": page})
         return self.reply(404, {"message": "not found"})
 
     def log_message(self, *args):
