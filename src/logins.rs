@@ -26,7 +26,7 @@
 //!
 //! Memory, per account: the last successful login of each user (8 bytes a user, see
 //! [`LastLogins`]), the bounded label vocabulary and counters, a few backlog offsets, and the ids
-//! of recent events for the de-duplication ([`SeenIds`], bounded).
+//! of recent events for the de-duplication (`SeenIds`, bounded).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -476,7 +476,7 @@ impl LoginTracker {
 
     /// Forgets the last logins of users who are no longer in the users list, unless recent
     /// (a user may log in before a poll of the users lists them).
-    /// At most [`MAX_DEPARTED`] of those are kept, so that a log naming fresh users at every
+    /// At most `MAX_DEPARTED` (10,000) of those are kept, so that a log naming fresh users at every
     /// poll cannot grow the state.
     pub fn forget_departed(&mut self, index: &UserIndex, now: i64) {
         let mut departed = 0;

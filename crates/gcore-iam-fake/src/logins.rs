@@ -5,7 +5,7 @@
 //! Tests append events ([`super::FakeApi::push_logins`]), make the log grow while a client
 //! pages it ([`super::FakeApi::push_logins_after`]: the events land at the head once a number of
 //! pages have been served, so every later offset shifts), and make the endpoint answer 403 or
-//! 404 ([`super::FakeApi::set_logins_status`]).
+//! 404 ([`super::FakeApi::set_logins_forbidden`], [`super::FakeApi::set_logins_not_found`]).
 
 use std::time::SystemTime;
 
