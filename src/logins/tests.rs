@@ -384,14 +384,16 @@ fn memory_of_the_login_state() {
                 activated: IdSet::default(),
                 groups: Vec::new(),
             };
+            let started = std::time::Instant::now();
             let snapshot = t.snapshot(&index, NOW);
+            let buckets = started.elapsed();
             assert_eq!(snapshot.users_by_last_login.iter().sum::<u64>(), users);
             assert_eq!(t.users_with_logins() as u64, users);
             let last = t.last_logins_heap_bytes();
             let seen = t.seen_ids_heap_bytes();
             println!(
                 "{users} users, page size {page_size}: last logins {last} bytes ({:.2} bytes a user), \
-                 seen event ids {seen} bytes, read in {polls} polls",
+                 seen event ids {seen} bytes, read in {polls} polls; buckets of every user in {buckets:?}",
                 last as f64 / users as f64
             );
         }
