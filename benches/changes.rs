@@ -5,10 +5,12 @@
 //! how many).
 //!
 //! `cargo bench --bench changes` prints, before the timings, one line per case: the index's
-//! `heap_bytes()` (the sets' own estimate) and the growth of the process's resident memory
-//! while the two polls were aggregated (the allocator's real cost, both indexes and the
-//! aggregator's transient counts). A comparison allocates nothing but the list of changed
-//! groups, so its peak is the two indexes it reads: the previous poll's and the current one's.
+//! `heap_bytes()` (estimated from its sets' forms and lengths), and the growth of the process's
+//! resident memory while the two polls were aggregated and kept (both indexes, as while a
+//! comparison runs). The resident figure is fair only for the first case a process builds:
+//! `GCORE_IAM_BENCH_CASE=1000000/Spread32 cargo bench --bench changes` builds that case alone.
+//! A comparison allocates nothing but the list of changed groups, so its peak is the two
+//! indexes it reads: the previous poll's and the current one's.
 #![allow(clippy::unwrap_used)] // a bench may unwrap: a panic is its failure report
 
 use std::hint::black_box;
@@ -30,8 +32,9 @@ enum Ids {
 /// KNOWN_GROUPS), with the demo account's proportions.
 type User = (u64, bool, bool, bool, Vec<usize>);
 
-fn population(n: usize, ids: Ids, rng: &mut StdRng) -> Vec<User> {
-    let mut next = 100_000u64;
+/// `n` users; dense ids start after `after`.
+fn population(n: usize, ids: Ids, after: u64, rng: &mut StdRng) -> Vec<User> {
+    let mut next = after;
     (0..n)
         .map(|_| {
             let id = match ids {
@@ -54,22 +57,23 @@ fn population(n: usize, ids: Ids, rng: &mut StdRng) -> Vec<User> {
 /// The next poll: about 1 % of the users changed (2FA toggled, activated, deleted, removed, a
 /// group swapped) and 0.5 % new ones.
 fn evolve(users: &[User], ids: Ids, rng: &mut StdRng) -> Vec<User> {
-    let mut next: Vec<User> = users
-        .iter()
-        .filter(|_| !rng.random_bool(0.002))
-        .cloned()
-        .map(|mut u| {
-            match rng.random_range(0..1000) {
-                0..=3 => u.2 = !u.2,
-                4 => u.3 = true,
-                5 => u.1 = true,
-                6..=7 => u.4 = vec![rng.random_range(0..KNOWN_GROUPS.len())],
-                _ => {}
-            }
-            u
-        })
-        .collect();
-    next.extend(population(users.len() / 200, ids, rng));
+    let mut next = Vec::with_capacity(users.len() + users.len() / 200);
+    for user in users {
+        if rng.random_bool(0.002) {
+            continue;
+        }
+        let mut u = user.clone();
+        match rng.random_range(0..1000) {
+            0..=3 => u.2 = !u.2,
+            4 => u.3 = true,
+            5 => u.1 = true,
+            6..=7 => u.4 = vec![rng.random_range(0..KNOWN_GROUPS.len())],
+            _ => {}
+        }
+        next.push(u);
+    }
+    let highest = users.iter().map(|u| u.0).max().unwrap_or(0);
+    next.extend(population(users.len() / 200, ids, highest, rng));
     next
 }
 
@@ -101,19 +105,26 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("compare");
     for n in [100_000usize, 1_000_000] {
         for ids in [Ids::Dense, Ids::Spread32, Ids::Spread64] {
+            let case = format!("{n}/{ids:?}");
+            if std::env::var("GCORE_IAM_BENCH_CASE").is_ok_and(|only| only != case) {
+                continue;
+            }
             let mut rng = StdRng::seed_from_u64(13);
-            let before_users = population(n, ids, &mut rng);
+            let before_users = population(n, ids, 100_000, &mut rng);
             let after_users = evolve(&before_users, ids, &mut rng);
             let rss = resident_bytes();
-            let (before, after) = (index(&before_users), index(&after_users));
+            let before = index(&before_users);
+            let kept = resident_bytes().saturating_sub(rss);
+            let after = index(&after_users);
             let grown = resident_bytes().saturating_sub(rss);
             drop((before_users, after_users));
             let changes = compare(&before, &after);
             let mib = |b: usize| b as f64 / (1 << 20) as f64;
             println!(
-                "{n} users, {ids:?} ids: index {:.2} MiB ({:.1} bytes a user), two indexes grew RSS by {:.1} MiB; changes {:?}, {} groups changed",
+                "{case}: index {:.2} MiB ({:.1} bytes a user); RSS grew {:.1} MiB with one index, {:.1} MiB with two; changes {:?}, {} groups changed",
                 mib(before.heap_bytes()),
                 before.heap_bytes() as f64 / n as f64,
+                mib(kept as usize),
                 mib(grown as usize),
                 changes.users,
                 changes.groups.len(),
