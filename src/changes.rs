@@ -373,11 +373,11 @@ mod tests {
         assert_eq!(groups(&changes), [("1", [1, 1])]);
     }
 
+    /// Counts by change, and (group id, [joined, left]) by group.
+    type Counts = (BTreeMap<&'static str, u64>, Vec<(String, [u64; 2])>);
+
     /// A model of the definitions in the module's documentation, user by user.
-    fn model(
-        before: &BTreeMap<u64, U>,
-        after: &BTreeMap<u64, U>,
-    ) -> (BTreeMap<&'static str, u64>, Vec<(String, [u64; 2])>) {
+    fn model(before: &BTreeMap<u64, U>, after: &BTreeMap<u64, U>) -> Counts {
         let live = |m: &BTreeMap<u64, U>, id: u64| m.get(&id).filter(|u| !u.deleted).cloned();
         let mut counts = BTreeMap::new();
         let mut count = |k: &'static str| *counts.entry(k).or_insert(0) += 1;

@@ -183,12 +183,12 @@ fn remove_burst(users: &mut Vec<FakeUser>, rng: &mut impl Rng, drift: &mut Drift
     for _ in 0..BURST {
         let last_not_activated = not_activated(users) == 1;
         let lone_groups = lone_groups(users);
-        let allowed = |u: &FakeUser| {
-            !u.deleted
-                && !u.is_in_group(ADMINISTRATORS)
-                && !(last_not_activated && is_not_activated(u))
-                && !lone_groups.iter().any(|g| u.is_in_group(*g))
+        let spared = |u: &FakeUser| {
+            u.is_in_group(ADMINISTRATORS)
+                || (last_not_activated && is_not_activated(u))
+                || lone_groups.iter().any(|g| u.is_in_group(*g))
         };
+        let allowed = |u: &FakeUser| !u.deleted && !spared(u);
         let candidates: Vec<usize> = (0..users.len()).filter(|&i| allowed(&users[i])).collect();
         let Some(&i) = candidates.choose(rng) else { break };
         ids.push(users.remove(i).id);
