@@ -6,6 +6,7 @@
 //! once per poll) → [`http::app`]; one [`CancellationToken`] stops them all.
 
 pub mod board;
+pub mod changes;
 pub mod config;
 pub mod credentials;
 pub mod error_chain;
@@ -128,6 +129,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             metrics: metrics.clone(),
             first_poll_delay: first_poll_delay(index, count, config.poll_interval),
             slots: slots.clone(),
+            last_complete: None,
         };
         pollers.push(tokio::spawn(poller.run(shutdown.clone())));
     }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::board::{AccountState, Board, CollectorState, Credentials, PollFailure, PollRecord};
+use crate::changes;
 use crate::config::{Collectors, KeySource};
 use crate::credentials::own_token_id;
 use crate::error_chain::Chain;
@@ -51,6 +52,9 @@ pub struct AccountPoller {
     pub first_poll_delay: Duration,
     /// Shared by every poller: a poll runs only while it holds a slot.
     pub slots: PollSlots,
+    /// The last complete poll, what the next complete one is compared with to count changes.
+    /// Kept here, not taken from the board, which withdraws stale numbers.
+    pub last_complete: Option<Arc<Snapshot>>,
 }
 
 /// Until when each optional collector is not asked again after a 403.
@@ -149,10 +153,12 @@ impl AccountPoller {
                         "the API's count still differs from the users received");
                 }
                 self.count_differed = differs;
+                let snapshot = Arc::new(snapshot);
+                self.count_changes(&snapshot);
                 self.counters.poll_finished(None);
                 AccountState {
                     name: self.name.clone(),
-                    snapshot: Some(Arc::new(snapshot)),
+                    snapshot: Some(snapshot),
                     last_success: Some(finished_at),
                     last_poll: Some(PollRecord { finished_at, duration, failure: None }),
                     credentials,
@@ -192,6 +198,24 @@ impl AccountPoller {
         };
         self.board.publish(self.index, state);
         self.metrics.refresh();
+    }
+
+    /// Counts what changed since the last complete poll; the first one is the baseline. Only
+    /// ids and flags are compared, so the log says how many, never who.
+    fn count_changes(&mut self, current: &Arc<Snapshot>) {
+        let Some(previous) = self.last_complete.replace(current.clone()) else {
+            debug!(account = %self.name, "first complete poll: the baseline of the change counters");
+            return;
+        };
+        let found = changes::compare(&previous.index, &current.index);
+        if !found.is_empty() {
+            let count = |c| found.get(c);
+            use changes::UserChange::*;
+            debug!(account = %self.name, added = count(Added), removed = count(Removed), deleted = count(Deleted),
+                two_fa_enabled = count(TwoFaEnabled), two_fa_disabled = count(TwoFaDisabled),
+                activated = count(Activated), groups_changed = found.groups.len(), "users changed since the last complete poll");
+        }
+        self.counters.changes_counted(&found);
     }
 
     /// The optional collectors: the account (which also gives the client id the tokens

@@ -387,7 +387,11 @@ impl UserAggregator {
             activated: self.activated,
             groups: self.groups.groups.into_iter().map(|(_, label)| label).zip(members).collect(),
         };
-        index.active.shrink();
+        // Kept until the next complete poll: each set in its cheapest form.
+        [&mut index.active, &mut index.deleted, &mut index.two_fa, &mut index.activated]
+            .into_iter()
+            .chain(index.groups.iter_mut().map(|(_, ids)| ids))
+            .for_each(IdSet::freeze);
         Snapshot {
             active_users: index.active.len(),
             users,

@@ -324,7 +324,7 @@ fn contract_table_parses_into_the_known_families() {
     assert_eq!(
         metrics.len(),
         14 + 8 + 7,
-        "families in the three tables of docs/metrics-contract.md: {:?}",
+        "families in the tables of docs/metrics-contract.md: {:?}",
         metrics.keys()
     );
     let users = &metrics["gcore_iam_users"];

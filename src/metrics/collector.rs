@@ -44,6 +44,20 @@ struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UserChangeLabels {
+    account: Arc<str>,
+    change: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MembershipChangeLabels {
+    account: Arc<str>,
+    group_id: Arc<str>,
+    group: Arc<str>,
+    change: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccountInfoLabels {
     account: Arc<str>,
     client_id: String,
@@ -113,7 +127,7 @@ struct AuthTypeLabels {
 /// The families in the order they are encoded. `assembly.rs` places each account's samples
 /// under the family they belong to by this order; a family's name as written may carry a
 /// `_total` (counters, text format) or `_seconds` (unit) suffix.
-pub(super) const FAMILIES: [&str; 27] = [
+pub(super) const FAMILIES: [&str; 29] = [
     "gcore_iam_polls",
     "gcore_iam_poll_failures",
     "gcore_iam_api_requests",
@@ -128,6 +142,8 @@ pub(super) const FAMILIES: [&str; 27] = [
     "gcore_iam_deleted_users",
     "gcore_iam_api_reported_users",
     "gcore_iam_users_fetched",
+    "gcore_iam_user_changes",
+    "gcore_iam_group_membership_changes",
     "gcore_iam_account_info",
     "gcore_iam_account_active_admin",
     "gcore_iam_tokens",
@@ -316,9 +332,49 @@ impl Collector for AccountCollector {
             None,
             with_data.iter().map(|(s, snap)| (account(s), snap.fetched_users)),
         )?;
+        encode_changes(&mut encoder, &self.accounts)?;
         encode_credentials(&mut encoder, &states)?;
         encode_logins(&mut encoder, &states)
     }
+}
+
+const BASELINE: &str = "the first complete poll after the exporter starts is the baseline and counts nothing; a failed poll counts nothing, and the next complete one is compared with the last complete one";
+
+/// The change counters: every account's exist from the exporter's start (at 0 before its
+/// first comparison), so that `increase()` sees the first change.
+fn encode_changes(
+    encoder: &mut DescriptorEncoder,
+    accounts: &[(Arc<AccountState>, AccountCounters)],
+) -> Result<(), std::fmt::Error> {
+    let totals: Vec<_> = accounts.iter().map(|(s, c)| (s.name.clone(), c.change_totals())).collect();
+    counter_family(
+        encoder,
+        "gcore_iam_user_changes",
+        &format!(
+            "Users changed between two consecutive complete polls of the account: added (live, and not live at the previous poll), removed (live at the previous poll, no longer listed), deleted (live at the previous poll, flagged deleted now); two_fa_enabled, two_fa_disabled and activated count users live at both polls; {BASELINE}."
+        ),
+        totals.iter().flat_map(|(account, t)| {
+            t.users().map(|(change, n)| (UserChangeLabels { account: account.clone(), change: change.as_str() }, n))
+        }),
+    )?;
+    counter_family(
+        encoder,
+        "gcore_iam_group_membership_changes",
+        &format!(
+            "Live users who joined or left each group between two consecutive complete polls of the account (a member deleted or removed has left, a user created in a group has joined); known groups exist from the start, others from their first change; {BASELINE}."
+        ),
+        totals.iter().flat_map(|(account, t)| {
+            t.groups().map(|(group, change, n)| {
+                let labels = MembershipChangeLabels {
+                    account: account.clone(),
+                    group_id: group.id.clone(),
+                    group: group.name.clone(),
+                    change: change.as_str(),
+                };
+                (labels, n)
+            })
+        }),
+    )
 }
 
 const FROM_CREDENTIALS: &str = "from the last successful background poll of the Gcore IAM API";

@@ -20,6 +20,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Registry;
 
 use crate::board::{AccountState, Board};
+use crate::changes::{ChangeTotals, Changes};
 use crate::gcore::{Reason, RequestResult};
 use assembly::Assembler;
 pub use body::ChunkedBody;
@@ -86,6 +87,8 @@ struct CounterValues {
     /// `ok` and each request failure exist from the start; a result not known in advance is
     /// added when it first happens.
     requests: Mutex<Vec<(RequestResult, u64)>>,
+    /// What changed between consecutive complete polls since the exporter started.
+    changes: Mutex<ChangeTotals>,
 }
 
 impl AccountCounters {
@@ -99,6 +102,7 @@ impl AccountCounters {
             polls: AtomicU64::new(0),
             failures: Reason::ALL.iter().map(|&r| (r, AtomicU64::new(0))).collect(),
             requests: Mutex::new(requests),
+            changes: Mutex::new(ChangeTotals::default()),
         }))
     }
 
@@ -117,6 +121,15 @@ impl AccountCounters {
             Some((_, n)) => *n += 1,
             None => requests.push((result, 1)),
         }
+    }
+
+    /// Adds what changed between the last two complete polls.
+    pub fn changes_counted(&self, changes: &Changes) {
+        self.0.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).add(changes);
+    }
+
+    fn change_totals(&self) -> ChangeTotals {
+        self.0.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn polls(&self) -> u64 {

@@ -307,8 +307,10 @@ impl FakeApi {
     }
 
     /// Demo mode: every `period`, one small random change (invite a user, who starts
-    /// non-activated; activate one; toggle someone's 2FA; delete one; add a group membership),
-    /// never leaving zero non-deleted administrators without 2FA nor zero non-activated users.
+    /// non-activated; activate one; toggle someone's 2FA; turn someone's off; delete one; add a
+    /// group membership; swap an administrator for another user; now and then remove six users
+    /// from the list and re-invite as many a few steps later), never leaving zero non-deleted
+    /// administrators without 2FA nor zero non-activated users.
     /// The sequence is the same for the same seed and starting users. Each period also adds to
     /// the login log: logins by recently active users, now and then a failed one, sometimes a
     /// burst of 30 failures for one user, rarely a login by a deleted user. Stops on `shutdown`.
@@ -319,13 +321,14 @@ impl FakeApi {
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut logins = login_rng(seed);
+            let mut drift = evolution::Drift::default();
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = ticks.tick() => {
-                        let change = api.evolve(&mut rng);
+                        let change = api.evolve(&mut rng, &mut drift);
                         tracing::debug!(?change, "fake API: users changed");
                         api.evolve_logins(&mut logins);
                     }
@@ -334,10 +337,10 @@ impl FakeApi {
         })
     }
 
-    fn evolve(&self, rng: &mut StdRng) -> evolution::Change {
+    fn evolve(&self, rng: &mut StdRng, drift: &mut evolution::Drift) -> evolution::Change {
         let mut guard = self.shared.users.write().unwrap_or_else(PoisonError::into_inner);
         // Copies the list only if a request is still serializing the old snapshot.
-        evolution::step(Arc::make_mut(&mut guard), rng)
+        evolution::step(Arc::make_mut(&mut guard), rng, drift)
     }
 
     /// The demo's login events of one step (kept apart from [`Self::evolve`], the users' side).
