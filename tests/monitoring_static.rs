@@ -321,12 +321,7 @@ fn panel_where(file: &str, panel: &Value) -> String {
 #[test]
 fn contract_table_parses_into_the_known_families() {
     let metrics = contract_metrics();
-    assert_eq!(
-        metrics.len(),
-        14 + 8 + 7,
-        "families in the tables of docs/metrics-contract.md: {:?}",
-        metrics.keys()
-    );
+    assert_eq!(metrics.len(), 14 + 8 + 7, "families in the tables of docs/metrics-contract.md: {:?}", metrics.keys());
     let users = &metrics["gcore_iam_users"];
     for label in ["account", "user_type", "two_fa", "activated", "sso_auth", "is_active", "job", "instance"] {
         assert!(users.contains(label), "gcore_iam_users lacks {label}: {users:?}");
