@@ -83,10 +83,15 @@ impl Crc {
         hasher.combine(&crc32fast::Hasher::new_with_initial_len(next.crc, next.len));
         Crc { crc: hasher.clone().finalize(), len: self.len + next.len }
     }
+}
 
-    fn all<'a>(segments: impl IntoIterator<Item = &'a Segment>) -> Crc {
-        segments.into_iter().fold(Crc::default(), |crc, s| crc.then(Crc::of(s)))
-    }
+/// One compressed piece of a unit. Its plain bytes are not kept here: a slice of the unit's
+/// would keep the unit's previous buffer alive after an update for as long as this piece is not
+/// compressed again (measured: peak RSS 58 → 102 MiB at 1,000 accounts).
+#[derive(Debug, Clone, Default)]
+struct Piece {
+    deflated: Bytes,
+    crc: Crc,
 }
 
 /// One family's samples of one group of slots: one plain chunk, compressed as pieces.
@@ -95,15 +100,15 @@ struct Unit {
     plain: Bytes,
     /// Where each slot's samples end in `plain` (slots of the group in order).
     ends: Vec<usize>,
-    /// The unit's pieces of [`PIECE`] slots; their `plain` are slices of the unit's.
-    pieces: Vec<Segment>,
+    /// The unit's pieces of [`PIECE`] slots.
+    pieces: Vec<Piece>,
     /// Of the pieces together.
     crc: Crc,
 }
 
 impl Unit {
     fn new(slots: usize) -> Unit {
-        Unit { ends: vec![0; slots], pieces: vec![Segment::default(); slots.div_ceil(PIECE)], ..Unit::default() }
+        Unit { ends: vec![0; slots], pieces: vec![Piece::default(); slots.div_ceil(PIECE)], ..Unit::default() }
     }
 
     /// The plain bytes of piece `p`.
@@ -209,10 +214,11 @@ impl Assembler {
                     let dictionary = self.dictionary(family, piece);
                     let unit = &mut self.units[family][group];
                     let p = piece - group * per_group;
-                    unit.pieces[p] = compress(&mut self.compressor, unit.piece_plain(p), &dictionary);
+                    let segment = compress(&mut self.compressor, unit.piece_plain(p), &dictionary);
+                    unit.pieces[p] = Piece { crc: Crc::of(&segment), deflated: segment.deflated };
                 }
                 let unit = &mut self.units[family][group];
-                unit.crc = Crc::all(&unit.pieces);
+                unit.crc = unit.pieces.iter().fold(Crc::default(), |crc, piece| crc.then(piece.crc));
             }
             let header = self.headers[family].as_ref().map(Crc::of).unwrap_or_default();
             self.family_crc[family] = self.units[family].iter().fold(header, |crc, unit| crc.then(unit.crc));
