@@ -60,10 +60,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let format = negotiate::format(header_str(header::ACCEPT));
     let gzip = negotiate::wants_gzip(header_str(header::ACCEPT_ENCODING));
     let (body, content_type) = match (format, gzip) {
-        (Format::Text, false) => (Body::new(ChunkedBody::new(exposition.text.clone())), TEXT_CONTENT_TYPE),
+        (Format::Text, false) => (Body::new(ChunkedBody::new(&exposition.text)), TEXT_CONTENT_TYPE),
         (Format::Text, true) => (Body::from(exposition.text_gzip.clone()), TEXT_CONTENT_TYPE),
         (Format::OpenMetrics, false) => {
-            (Body::new(ChunkedBody::new(exposition.openmetrics.clone())), OPENMETRICS_CONTENT_TYPE)
+            (Body::new(ChunkedBody::new(&exposition.openmetrics)), OPENMETRICS_CONTENT_TYPE)
         }
         (Format::OpenMetrics, true) => (Body::from(exposition.openmetrics_gzip.clone()), OPENMETRICS_CONTENT_TYPE),
     };

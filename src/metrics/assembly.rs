@@ -31,11 +31,10 @@
 //! 1,000-account exposition: 611 KB with one account per segment, 434 KB with 8, 402 KB with
 //! 32, 405 KB as one whole stream).
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress};
 
+use super::body::Chunks;
 use super::collector::{FAMILIES, family_index};
 
 /// Consecutive slots (accounts) per unit. Larger units compress better and make fewer, larger
@@ -122,7 +121,7 @@ impl Unit {
 /// The body of one format: plain chunks (served without copying) and the gzip member.
 #[derive(Debug, Clone)]
 pub(super) struct Assembled {
-    pub plain: Arc<[Bytes]>,
+    pub plain: Chunks,
     pub gzip: Bytes,
 }
 
@@ -295,7 +294,7 @@ impl Assembler {
         gzip.extend_from_slice(&crc.crc.to_le_bytes());
         // ISIZE is the length modulo 2^32 (RFC 1952).
         gzip.extend_from_slice(&(crc.len as u32).to_le_bytes());
-        Assembled { plain: plain.into(), gzip: Bytes::from(gzip) }
+        Assembled { plain: Chunks::new(plain), gzip: Bytes::from(gzip) }
     }
 }
 

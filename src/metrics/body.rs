@@ -9,6 +9,26 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+/// A plain body as shared chunks and their total length, counted once when the body is
+/// assembled rather than at every scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Chunks {
+    parts: Arc<[Bytes]>,
+    len: u64,
+}
+
+impl Chunks {
+    pub fn new(parts: Vec<Bytes>) -> Self {
+        let len = parts.iter().map(|c| c.len() as u64).sum();
+        Chunks { parts: parts.into(), len }
+    }
+
+    /// The body in one buffer (tests, benchmarks).
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(self.parts.concat())
+    }
+}
+
 /// A body made of shared chunks; cloning the list is a reference count.
 #[derive(Debug)]
 pub struct ChunkedBody {
@@ -18,9 +38,8 @@ pub struct ChunkedBody {
 }
 
 impl ChunkedBody {
-    pub fn new(chunks: Arc<[Bytes]>) -> Self {
-        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        ChunkedBody { chunks, next: 0, remaining }
+    pub fn new(chunks: &Chunks) -> Self {
+        ChunkedBody { chunks: chunks.parts.clone(), next: 0, remaining: chunks.len }
     }
 }
 

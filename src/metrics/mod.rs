@@ -23,7 +23,7 @@ use crate::board::{AccountState, Board};
 use crate::changes::{ChangeTotals, Changes};
 use crate::gcore::{Reason, RequestResult};
 use assembly::Assembler;
-pub use body::ChunkedBody;
+pub use body::{ChunkedBody, Chunks};
 pub use collector::AccountCollector;
 
 /// `Content-Type` of the Prometheus text format.
@@ -52,26 +52,22 @@ pub struct RequestLabels {
 /// bodies are lists of shared chunks, served without being copied into one buffer.
 #[derive(Debug, Clone)]
 pub struct Exposition {
-    pub text: Arc<[Bytes]>,
+    pub text: Chunks,
     pub text_gzip: Bytes,
-    pub openmetrics: Arc<[Bytes]>,
+    pub openmetrics: Chunks,
     pub openmetrics_gzip: Bytes,
 }
 
 impl Exposition {
     /// The text body in one buffer (tests, benchmarks).
     pub fn text_bytes(&self) -> Bytes {
-        concat(&self.text)
+        self.text.to_bytes()
     }
 
     /// The OpenMetrics body in one buffer (tests, benchmarks).
     pub fn openmetrics_bytes(&self) -> Bytes {
-        concat(&self.openmetrics)
+        self.openmetrics.to_bytes()
     }
-}
-
-fn concat(chunks: &[Bytes]) -> Bytes {
-    Bytes::from(chunks.concat())
 }
 
 /// The counters a poller updates, for one account. Each account has its own, so that its part
@@ -182,9 +178,9 @@ impl Metrics {
             board,
             poll_interval,
             exposition: ArcSwap::from_pointee(Exposition {
-                text: Arc::new([]),
+                text: Chunks::default(),
                 text_gzip: Bytes::new(),
-                openmetrics: Arc::new([]),
+                openmetrics: Chunks::default(),
                 openmetrics_gzip: Bytes::new(),
             }),
             parts: Mutex::new(parts),
